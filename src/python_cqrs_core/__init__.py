@@ -1,0 +1,83 @@
+"""python-cqrs-core: CQRS messages, handlers and a mediator in which every command,
+query and event can be traced from the request that caused it to the last event it
+caused.
+
+The whole public API is importable from this package::
+
+    from python_cqrs_core import BaseCommand, ICommandHandler, Mediator
+"""
+
+from ._ids import uuid4
+from .context import (
+    correlation_scope,
+    current_causation_id,
+    current_correlation_id,
+    current_message,
+    current_requested_by,
+)
+from .errors import (
+    CQRSError,
+    DuplicateHandlerError,
+    EventHandlersFailed,
+    FrozenInstanceError,
+    HandlerNotFoundError,
+)
+from .interfaces import (
+    ICommand,
+    ICommandHandler,
+    IEvent,
+    IEventHandler,
+    IQuery,
+    IQueryHandler,
+)
+from .lifecycle import HandlerEvent, HandlerPhase, Listener
+from .mediator import CallNext, Mediator, Middleware
+from .messages import (
+    BaseCommand,
+    BaseEvent,
+    BaseMessage,
+    BaseQuery,
+    CorrelationId,
+    MessageKind,
+    PaginatedQuery,
+    RequestedBy,
+    message_kind,
+)
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "BaseCommand",
+    "BaseEvent",
+    "BaseMessage",
+    "BaseQuery",
+    "CQRSError",
+    "CorrelationId",
+    "DuplicateHandlerError",
+    "EventHandlersFailed",
+    "FrozenInstanceError",
+    "HandlerEvent",
+    "HandlerNotFoundError",
+    "HandlerPhase",
+    "ICommand",
+    "ICommandHandler",
+    "IEvent",
+    "IEventHandler",
+    "IQuery",
+    "IQueryHandler",
+    "CallNext",
+    "Listener",
+    "Mediator",
+    "MessageKind",
+    "Middleware",
+    "PaginatedQuery",
+    "RequestedBy",
+    "__version__",
+    "correlation_scope",
+    "current_causation_id",
+    "current_correlation_id",
+    "current_message",
+    "current_requested_by",
+    "message_kind",
+    "uuid4",
+]
