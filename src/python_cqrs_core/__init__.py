@@ -43,6 +43,7 @@ from .messages import (
     RequestedBy,
     message_kind,
 )
+from .pii import PII, REDACTED, pii_fields, redacted_payload
 
 __version__ = "0.2.0"
 
@@ -70,7 +71,9 @@ __all__ = [
     "Mediator",
     "MessageKind",
     "Middleware",
+    "PII",
     "PaginatedQuery",
+    "REDACTED",
     "RequestedBy",
     "__version__",
     "correlation_scope",
@@ -79,5 +82,7 @@ __all__ = [
     "current_message",
     "current_requested_by",
     "message_kind",
+    "pii_fields",
+    "redacted_payload",
     "uuid4",
 ]

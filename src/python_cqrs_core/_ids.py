@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from uuid import UUID, SafeUUID
 
@@ -79,7 +79,7 @@ if _gil_enabled:
     # itertools.chain pulls a new block from iter(callable, sentinel) only when the
     # current one is exhausted; everything else happens in C.
     _ids: Iterator[UUID] = itertools.chain.from_iterable(iter(_new_block, None))
-    uuid4 = functools.partial(next, _ids)
+    uuid4: Callable[[], UUID] = functools.partial(next, _ids)
 else:  # pragma: no cover - free-threaded CPython: a lock instead of GIL atomicity
     _lock = threading.Lock()
     _ids = itertools.chain.from_iterable(iter(_new_block, None))

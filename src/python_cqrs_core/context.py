@@ -131,7 +131,9 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
         except ValueError as exc:
             raise ValueError(f"correlation_id: {exc}") from None
         try:
-            self.requested_by = None if requested_by is None else validate_requested_by(requested_by)
+            self.requested_by = (
+                None if requested_by is None else validate_requested_by(requested_by)
+            )
         except ValueError as exc:
             raise ValueError(f"requested_by: {exc}") from None
         self._token: Token[_Frame | None] | None = None

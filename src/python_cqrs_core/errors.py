@@ -41,7 +41,7 @@ class FrozenInstanceError(dataclasses.FrozenInstanceError):
     """
 
 
-class EventHandlersFailed(ExceptionGroup):  # noqa: N818 - reads as a sentence in except*
+class EventHandlersFailed(ExceptionGroup):
     """More than one subscriber of one event raised.
 
     Every subscriber still ran; the group holds each failure unchanged, in the order

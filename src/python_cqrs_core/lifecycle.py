@@ -20,8 +20,9 @@ dispatch.  With no listeners registered, the mediator emits nothing and pays not
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from .messages import BaseMessage, MessageKind

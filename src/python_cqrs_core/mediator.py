@@ -463,6 +463,5 @@ class Mediator:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not break dispatch
+            except Exception:
                 logger.exception("lifecycle listener %r failed on %s", listener, event.phase)
-

@@ -44,7 +44,7 @@ Messages are immutable: assigning a field raises
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
@@ -94,7 +94,7 @@ RequestedBy = Annotated[
 """Who asked: at most 256 characters, no control characters."""
 
 # C-level callables: pydantic calls default factories without a Python frame.
-_utcnow = functools.partial(datetime.now, timezone.utc)
+_utcnow = functools.partial(datetime.now, UTC)
 
 
 class BaseMessage(BaseModel):

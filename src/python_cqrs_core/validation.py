@@ -33,7 +33,7 @@ __all__ = [
 MAX_CORRELATION_ID_LENGTH = 128
 MAX_REQUESTED_BY_LENGTH = 256
 
-_OPAQUE_ID = re.compile(r"[!-~]{1,%d}" % MAX_CORRELATION_ID_LENGTH)
+_OPAQUE_ID = re.compile(f"[!-~]{{1,{MAX_CORRELATION_ID_LENGTH}}}")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
