@@ -1,0 +1,154 @@
+"""Sentry error reports that carry the message's business context.
+
+Install the ``[sentry]`` extra (``sentry-sdk`` 2.x), initialise Sentry as usual, then::
+
+    from python_cqrs_core.sentry import SentryMiddleware
+
+    bus.add_middleware(SentryMiddleware())
+
+For every dispatched message the middleware forks the current Sentry scope
+(:func:`sentry_sdk.new_scope`) and sets on it:
+
+- the tags ``business.request_id``, ``correlation_id``, ``causation_id``,
+  ``requested_by``, ``cqrs.type`` (command/query/event) and ``cqrs.name`` (the class);
+- a context named after the kind (``command``, ``query`` or ``event``) with the type,
+  the ids, ``requested_by`` and ``requested_at`` (and the payload with
+  ``include_payload=True``, with the fields declared :data:`~python_cqrs_core.PII`
+  replaced by ``"***"``);
+- the user ``{"id": requested_by}``, only when the client's ``send_default_pii`` is on.
+
+Everything sent to Sentry while the handler runs (breadcrumbs, messages, errors)
+carries them, and nothing leaks to other messages: each message has its own scope,
+so concurrent dispatches (``asyncio.gather``) never see each other's tags.
+
+When the handler raises, the exception is captured *inside* that scope, so the event
+is tagged, then re-raised unchanged.  It is captured once: a message dispatched by a
+handler that fails inside its parent's handler is reported with the innermost (most
+precise) tags, and the outer middleware and Sentry's own integrations (ASGI, FastAPI)
+skip it.
+
+The guide's ``with sentry_sdk.configure_scope() as scope:`` is deprecated in 2.x and,
+worse, writes to the scope shared by everything that follows; see
+``docs/observability/sentry.md`` for the mapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Final
+
+import sentry_sdk
+from sentry_sdk.scope import add_global_event_processor
+from sentry_sdk.utils import event_from_exception
+
+from .mediator import CallNext
+from .messages import BaseMessage
+from .pii import redacted_payload
+
+__all__ = ["MECHANISM", "SentryMiddleware", "message_context"]
+
+MECHANISM: Final = "python_cqrs_core"
+"""The ``mechanism.type`` of the error events this middleware captures."""
+
+# Set on an exception once captured, so that outer middleware (a parent message) and
+# Sentry integrations do not report it a second time.
+_CAPTURED_FLAG: Final = "__cqrs_sentry_captured__"
+
+
+def _drop_recaptured(event: Any, hint: Any) -> Any:
+    """Global event processor: drop a second report of an exception we captured.
+
+    Sentry's integrations (ASGI, FastAPI, logging) report the unhandled exception
+    again when it reaches them; the event we captured already has the message tags.
+    """
+    exc_info = hint.get("exc_info") if hint else None
+    if exc_info and getattr(exc_info[1], _CAPTURED_FLAG, False):
+        return None
+    return event
+
+
+_processor_installed = False
+
+
+def _install_processor() -> None:
+    global _processor_installed
+    if not _processor_installed:
+        add_global_event_processor(_drop_recaptured)
+        _processor_installed = True
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def message_context(message: BaseMessage, *, include_payload: bool = False) -> dict[str, Any]:
+    """The Sentry context of a message: what the guide puts in ``set_context("command", ...)``.
+
+    >>> from python_cqrs_core import BaseCommand
+    >>> class Ping(BaseCommand):
+    ...     pass
+    >>> sorted(message_context(Ping()))
+    ['causation_id', 'correlation_id', 'request_id', 'requested_at', 'requested_by', 'type']
+    """
+    context: dict[str, Any] = {
+        "type": type(message).__name__,
+        "request_id": str(message.request_id),
+        "correlation_id": _str_or_none(message.correlation_id),
+        "causation_id": _str_or_none(message.causation_id),
+        "requested_by": message.requested_by,
+        "requested_at": message.requested_at.isoformat(),
+    }
+    if include_payload:
+        context["payload"] = redacted_payload(message)
+    return context
+
+
+class SentryMiddleware:
+    """Tag Sentry events with the message being handled, and report handler errors.
+
+    ``include_payload=True`` adds the message's fields to the context, with declared
+    personal data redacted.  Without an active Sentry client (``sentry_sdk.init`` not
+    called, or no DSN) the middleware only forwards the call.
+    """
+
+    __slots__ = ("include_payload",)
+
+    def __init__(self, *, include_payload: bool = False) -> None:
+        self.include_payload = include_payload
+        _install_processor()
+
+    async def __call__(self, message: BaseMessage, call_next: CallNext) -> Any:
+        client = sentry_sdk.get_client()
+        if not client.is_active():
+            return await call_next(message)
+        kind = message.message_kind
+        with sentry_sdk.new_scope() as scope:
+            scope.set_tag("business.request_id", str(message.request_id))
+            scope.set_tag("correlation_id", _str_or_none(message.correlation_id))
+            scope.set_tag("causation_id", _str_or_none(message.causation_id))
+            scope.set_tag("cqrs.type", kind)
+            scope.set_tag("cqrs.name", type(message).__name__)
+            if message.requested_by is not None:
+                scope.set_tag("requested_by", message.requested_by)
+                if client.options.get("send_default_pii"):
+                    scope.set_user({"id": message.requested_by, "username": message.requested_by})
+            scope.set_context(
+                kind, message_context(message, include_payload=self.include_payload)
+            )
+            try:
+                return await call_next(message)
+            except Exception as exc:
+                _capture_once(client, exc)
+                raise
+
+
+def _capture_once(client: Any, exc: Exception) -> None:
+    """Capture ``exc`` on the current scope unless it was captured already."""
+    if getattr(exc, _CAPTURED_FLAG, False):
+        return
+    event, hint = event_from_exception(
+        exc, client_options=client.options, mechanism={"type": MECHANISM, "handled": False}
+    )
+    sentry_sdk.capture_event(event, hint=hint)
+    with contextlib.suppress(AttributeError, TypeError):  # an exception with __slots__
+        setattr(exc, _CAPTURED_FLAG, True)
