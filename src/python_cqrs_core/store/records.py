@@ -1,0 +1,316 @@
+"""What the message store holds: one :class:`MessageRecord` per dispatched message,
+and the :class:`CausationNode` trees assembled from them.
+
+A record is a plain, immutable value: every backend stores and returns the same
+fields, and :meth:`MessageRecord.to_dict` / :meth:`MessageRecord.from_dict` turn it
+into JSON and back (for ``cqrs trace --json``, exports, tests).
+
+Ids are kept as text wherever they may be opaque: ``correlation_id`` and
+``causation_id`` are ``str`` (``str(uuid)`` for UUIDs, the string itself for an
+opaque id such as ``"req-abc-123"``); ``message_id`` is always a :class:`uuid.UUID`,
+the message's ``request_id``.
+
+:func:`assemble_trees` is the one place that turns the records of a correlation into
+trees; every backend's :meth:`~python_cqrs_core.store.MessageStore.build_causation_tree`
+uses it, so all of them agree on roots, orphans and cycles::
+
+    >>> from datetime import UTC, datetime
+    >>> from uuid import UUID
+    >>> now = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> def rec(n, cause):
+    ...     return MessageRecord(
+    ...         message_id=UUID(int=n), kind="event", message_type=f"E{n}",
+    ...         correlation_id="op-1", causation_id=cause, requested_by=None,
+    ...         requested_at=now, recorded_at=now, payload={}, outcome="succeeded",
+    ...         handlers=(), error_type=None, error_message=None, duration_ms=None,
+    ...         headers={}, position=n)
+    >>> root = rec(1, None)
+    >>> child = rec(2, str(root.message_id))
+    >>> [(depth, node.record.message_type) for tree in assemble_trees([root, child])
+    ...  for depth, node in tree.walk()]
+    [(0, 'E1'), (1, 'E2')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, cast
+from uuid import UUID
+
+from ..messages import MessageKind
+from ..validation import validate_correlation_id
+
+__all__ = [
+    "CausationNode",
+    "HandlerOutcome",
+    "MessageRecord",
+    "Outcome",
+    "assemble_trees",
+    "id_text",
+    "order_chain",
+]
+
+Outcome = Literal["succeeded", "failed"]
+_OUTCOMES: frozenset[str] = frozenset(("succeeded", "failed"))
+_KINDS: frozenset[str] = frozenset(("command", "query", "event"))
+
+
+def id_text(value: UUID | str) -> str:
+    """The text form under which an id is stored and looked up.
+
+    UUIDs (and strings that parse as one, in any spelling) become the canonical
+    ``str(uuid)``; any other string is an opaque id and is kept as it is.
+
+    >>> id_text("550E8400E29B41D4A716446655440000")
+    '550e8400-e29b-41d4-a716-446655440000'
+    >>> id_text("req-abc-123")
+    'req-abc-123'
+    """
+    if type(value) is UUID:
+        return str(value)
+    try:
+        return str(validate_correlation_id(value))
+    except ValueError:
+        # Not an id the library would ever store: looked up as is, it matches nothing.
+        return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerOutcome:
+    """How one handler of one message ended (events have one per subscriber)."""
+
+    handler: str
+    outcome: Outcome
+    duration_ms: float
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "handler": self.handler,
+            "outcome": self.outcome,
+            "duration_ms": self.duration_ms,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandlerOutcome:
+        """Rebuild an outcome from :meth:`to_dict` output."""
+        outcome = data["outcome"]
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"outcome must be 'succeeded' or 'failed', got {outcome!r}")
+        return cls(
+            handler=str(data["handler"]),
+            outcome=outcome,
+            duration_ms=float(data["duration_ms"]),
+            error_type=data.get("error_type"),
+            error_message=data.get("error_message"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One dispatched message as the store keeps it.
+
+    ``outcome`` is ``"failed"`` when any handler failed (or the dispatch raised before
+    a handler ran); ``error_type``/``error_message`` then describe the first failure.
+    ``handlers`` lists every handler that ran, in the order they ran.  ``position``
+    is the global recorded order, assigned by the store on :meth:`append
+    <python_cqrs_core.store.MessageStore.append>` (a value given before is ignored).
+    """
+
+    message_id: UUID
+    kind: MessageKind
+    message_type: str
+    correlation_id: str
+    causation_id: str | None
+    requested_by: str | None
+    requested_at: datetime
+    recorded_at: datetime
+    payload: dict[str, Any]
+    outcome: Outcome
+    handlers: tuple[HandlerOutcome, ...]
+    error_type: str | None
+    error_message: str | None
+    duration_ms: float | None
+    headers: dict[str, str]
+    position: int | None = None
+
+    @property
+    def handler(self) -> str | None:
+        """The handler names joined with ``", "``, or ``None`` when none ran."""
+        return ", ".join(h.handler for h in self.handlers) or None
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` of the span that handled the message, if traced."""
+        return self.headers.get("traceparent")
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ids and datetimes as strings.
+
+        It also carries the derived ``handler`` and ``traceparent`` for readers of
+        the JSON; :meth:`from_dict` ignores them.
+        """
+        return {
+            "message_id": str(self.message_id),
+            "kind": self.kind,
+            "message_type": self.message_type,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "requested_by": self.requested_by,
+            "requested_at": self.requested_at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+            "payload": self.payload,
+            "outcome": self.outcome,
+            "handler": self.handler,
+            "handlers": [h.to_dict() for h in self.handlers],
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "duration_ms": self.duration_ms,
+            "headers": self.headers,
+            "traceparent": self.traceparent,
+            "position": self.position,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MessageRecord:
+        """Rebuild a record from :meth:`to_dict` output (or the same shape from JSON)."""
+        kind = data["kind"]
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be 'command', 'query' or 'event', got {kind!r}")
+        outcome = data["outcome"]
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"outcome must be 'succeeded' or 'failed', got {outcome!r}")
+        duration = data.get("duration_ms")
+        position = data.get("position")
+        return cls(
+            message_id=UUID(str(data["message_id"])),
+            kind=cast(MessageKind, kind),
+            message_type=str(data["message_type"]),
+            correlation_id=str(data["correlation_id"]),
+            causation_id=None if data.get("causation_id") is None else str(data["causation_id"]),
+            requested_by=data.get("requested_by"),
+            requested_at=_datetime(data["requested_at"]),
+            recorded_at=_datetime(data["recorded_at"]),
+            payload=dict(data.get("payload") or {}),
+            outcome=outcome,
+            handlers=tuple(HandlerOutcome.from_dict(h) for h in data.get("handlers") or ()),
+            error_type=data.get("error_type"),
+            error_message=data.get("error_message"),
+            duration_ms=None if duration is None else float(duration),
+            headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+            position=None if position is None else int(position),
+        )
+
+
+def _datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+@dataclass(slots=True)
+class CausationNode:
+    """One message in a causation tree, with the messages it caused.
+
+    ``orphan`` is true for a node placed at the top of a tree although its record
+    has a ``causation_id``: its parent is not in the store (not recorded, recorded
+    under another correlation id, or lost), or the stored links form a cycle and
+    the tree had to be cut there.
+    """
+
+    record: MessageRecord
+    children: list[CausationNode] = field(default_factory=list)
+    orphan: bool = False
+
+    def walk(self) -> Iterator[tuple[int, CausationNode]]:
+        """Yield ``(depth, node)`` depth-first, this node first at depth 0, children
+        in recorded order.  Iterative, so deep chains do not hit the recursion limit.
+        """
+        stack: list[tuple[int, CausationNode]] = [(0, self)]
+        while stack:
+            depth, node = stack.pop()
+            yield depth, node
+            stack.extend((depth + 1, child) for child in reversed(node.children))
+
+    def __len__(self) -> int:
+        """The number of messages in this tree (this node included)."""
+        return sum(1 for _ in self.walk())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready nested dict: the record's fields plus ``orphan`` and
+        ``children``."""
+        result = self.record.to_dict()
+        result["orphan"] = self.orphan
+        result["children"] = [child.to_dict() for child in self.children]
+        return result
+
+
+def assemble_trees(records: Iterable[MessageRecord]) -> list[CausationNode]:
+    """Link records into causation trees: one tree per root, in recorded order.
+
+    ``records`` are the records of one correlation id in recorded order.  A record
+    whose ``causation_id`` is ``None`` is a root; so is a record whose parent is not
+    among ``records`` (an *orphan*, flagged with ``CausationNode.orphan``).  Records
+    caught in a cycle of causation links (possible only in corrupted or hand-written
+    data) would have no root: the earliest of them becomes an orphan root and its
+    link into the cycle is dropped.  Every record appears in
+    exactly one tree, once; nothing is silently left out.
+    """
+    ordered = list(records)
+    nodes: dict[str, CausationNode] = {}
+    for record in ordered:
+        nodes.setdefault(str(record.message_id), CausationNode(record))
+    roots: list[CausationNode] = []
+    for node in nodes.values():
+        cause = node.record.causation_id
+        parent = None if cause is None else nodes.get(cause)
+        if parent is None:
+            node.orphan = cause is not None
+            roots.append(node)
+        else:
+            parent.children.append(node)
+    reached = {id(node) for root in roots for _, node in root.walk()}
+    if len(reached) < len(nodes):
+        # Whatever a root does not reach hangs off a cycle: the earliest such record
+        # becomes an orphan root (cutting its link), until everything is reached.
+        for node in nodes.values():
+            if id(node) in reached:
+                continue
+            cause = node.record.causation_id
+            parent = nodes[cast(str, cause)]
+            parent.children.remove(node)
+            node.orphan = True
+            roots.append(node)
+            reached.update(id(n) for _, n in node.walk())
+        order = {id(node): index for index, node in enumerate(nodes.values())}
+        roots.sort(key=lambda node: order[id(node)])
+    return roots
+
+
+def order_chain(target: UUID | str, rows: Mapping[str, MessageRecord]) -> list[MessageRecord]:
+    """Order the ancestors of ``target`` found in ``rows`` (message id text -> record)
+    from the root down to ``target``, stopping at a missing parent or a cycle.
+
+    The SQL backends fetch a causation chain with one recursive query, whose row
+    order SQL does not define; this puts it in order, the same way for every backend.
+    """
+    chain: list[MessageRecord] = []
+    seen: set[str] = set()
+    key: str | None = id_text(target)
+    while key is not None and key not in seen:
+        record = rows.get(key)
+        if record is None:
+            break
+        seen.add(key)
+        chain.append(record)
+        key = record.causation_id
+    chain.reverse()
+    return chain
