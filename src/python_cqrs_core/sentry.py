@@ -15,7 +15,9 @@ For every dispatched message the middleware forks the current Sentry scope
   the ids, ``requested_by`` and ``requested_at`` (and the payload with
   ``include_payload=True``, with the fields declared :data:`~python_cqrs_core.PII`
   replaced by ``"***"``);
-- the user ``{"id": requested_by}``, only when the client's ``send_default_pii`` is on.
+- the user ``{"id": requested_by}``, only when the client may send personal data
+  (``send_default_pii=True``, or ``data_collection={"user_info": True}`` in the
+  sentry-sdk versions that replace ``send_default_pii`` with ``data_collection``).
 
 Everything sent to Sentry while the handler runs (breadcrumbs, messages, errors)
 carries them, and nothing leaks to other messages: each message has its own scope,
@@ -130,16 +132,24 @@ class SentryMiddleware:
             scope.set_tag("cqrs.name", type(message).__name__)
             if message.requested_by is not None:
                 scope.set_tag("requested_by", message.requested_by)
-                if client.options.get("send_default_pii"):
+                if _may_send_user(client):
                     scope.set_user({"id": message.requested_by, "username": message.requested_by})
-            scope.set_context(
-                kind, message_context(message, include_payload=self.include_payload)
-            )
+            scope.set_context(kind, message_context(message, include_payload=self.include_payload))
             try:
                 return await call_next(message)
             except Exception as exc:
                 _capture_once(client, exc)
                 raise
+
+
+def _may_send_user(client: Any) -> bool:
+    """Whether the client may send user identity: ``data_collection["user_info"]``
+    (sentry-sdk >= 2.5x resolves ``send_default_pii`` into it), else the older
+    ``send_default_pii`` option."""
+    collection = client.options.get("data_collection")
+    if isinstance(collection, dict) and "user_info" in collection:
+        return bool(collection["user_info"])
+    return bool(client.should_send_default_pii())
 
 
 def _capture_once(client: Any, exc: Exception) -> None:

@@ -1,0 +1,257 @@
+"""SentryMiddleware against the real sentry-sdk, with a capturing transport (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import pytest
+import sentry_sdk
+from sentry_sdk.envelope import Envelope
+from sentry_sdk.transport import Transport
+
+from python_cqrs_core import PII, BaseCommand, BaseEvent, Mediator
+from python_cqrs_core.sentry import MECHANISM, SentryMiddleware
+
+DSN = "http://public@127.0.0.1:1/1"  # never contacted: the transport below captures
+
+
+class CapturingTransport(Transport):
+    """Keeps every event sent to Sentry in memory."""
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.events: list[dict[str, Any]] = []
+
+    def capture_envelope(self, envelope: Envelope) -> None:
+        event = envelope.get_event()
+        if event is not None:
+            self.events.append(event)
+
+
+def init_sentry(**options: Any) -> CapturingTransport:
+    transport = CapturingTransport()
+    sentry_sdk.init(dsn=DSN, transport=transport, default_integrations=False, **options)
+    return transport
+
+
+@pytest.fixture
+def sentry() -> Iterator[CapturingTransport]:
+    yield init_sentry()
+    close_sentry()
+
+
+def close_sentry() -> None:
+    """Back to Sentry's inactive client, as if ``sentry_sdk.init`` was never called."""
+    sentry_sdk.get_client().close()
+    sentry_sdk.get_global_scope().set_client(None)
+
+
+class CreateInvite(BaseCommand):
+    email: Annotated[str, PII]
+    expires_in_days: int = 7
+
+
+class InviteCreated(BaseEvent):
+    invite_id: int
+
+
+class DatabaseError(Exception):
+    pass
+
+
+def build_bus(**options: Any) -> Mediator:
+    bus = Mediator()
+    bus.add_middleware(SentryMiddleware(**options))
+    return bus
+
+
+async def test_a_handler_error_is_reported_with_the_message_tags_and_context(
+    sentry: CapturingTransport,
+) -> None:
+    bus = build_bus()
+    error = DatabaseError("connection timeout")
+
+    async def create(command: CreateInvite) -> None:
+        raise error
+
+    bus.register(CreateInvite, create)
+    command = CreateInvite(email="john@example.com", requested_by="john@example.com")
+
+    with pytest.raises(DatabaseError) as raised:
+        await bus.send(
+            command,
+        )
+    assert raised.value is error  # re-raised unchanged
+
+    [event] = sentry.events
+    assert event["tags"] == {
+        "business.request_id": str(command.request_id),
+        "correlation_id": str(command.correlation_id),
+        "causation_id": None,
+        "requested_by": "john@example.com",
+        "cqrs.type": "command",
+        "cqrs.name": "CreateInvite",
+    }
+    context = event["contexts"]["command"]
+    assert context["type"] == "CreateInvite"
+    assert context["request_id"] == str(command.request_id)
+    assert context["requested_at"] == command.requested_at.isoformat()
+    assert "payload" not in context
+    assert event["exception"]["values"][-1]["type"] == "DatabaseError"
+    assert event["exception"]["values"][-1]["mechanism"] == {"type": MECHANISM, "handled": False}
+
+
+async def test_everything_sent_while_the_handler_runs_carries_the_tags_and_nothing_after(
+    sentry: CapturingTransport,
+) -> None:
+    bus = build_bus()
+
+    async def create(command: CreateInvite) -> None:
+        sentry_sdk.capture_message("sending the invite")
+
+    bus.register(CreateInvite, create)
+    command = CreateInvite(email="a@example.com")
+    await bus.send(command)
+    sentry_sdk.capture_message("after the dispatch")
+
+    inside, after = sentry.events
+    assert inside["tags"]["business.request_id"] == str(command.request_id)
+    assert "business.request_id" not in after.get("tags", {})
+    assert "command" not in after.get("contexts", {})
+
+
+async def test_concurrent_messages_never_see_each_others_tags(
+    sentry: CapturingTransport,
+) -> None:
+    bus = build_bus()
+
+    async def create(command: CreateInvite) -> None:
+        await asyncio.sleep(0.01 if command.expires_in_days == 1 else 0)
+        await asyncio.sleep(0)
+        raise DatabaseError(command.email)
+
+    bus.register(CreateInvite, create)
+    commands = [
+        CreateInvite(email=f"user{i}@example.com", expires_in_days=i % 2, requested_by=f"u{i}")
+        for i in range(6)
+    ]
+
+    results = await asyncio.gather(*(bus.send(c) for c in commands), return_exceptions=True)
+
+    assert all(isinstance(r, DatabaseError) for r in results)
+    assert len(sentry.events) == len(commands)
+    for event in sentry.events:
+        email = event["exception"]["values"][-1]["value"]
+        command = next(c for c in commands if c.email == email)
+        assert event["tags"]["business.request_id"] == str(command.request_id)
+        assert event["tags"]["requested_by"] == command.requested_by
+        assert event["contexts"]["command"]["request_id"] == str(command.request_id)
+
+
+async def test_an_error_is_reported_once_with_the_innermost_message_tags(
+    sentry: CapturingTransport,
+) -> None:
+    bus = build_bus()
+
+    async def create(command: CreateInvite) -> None:
+        await bus.publish(InviteCreated(invite_id=1))
+
+    async def on_created(event: InviteCreated) -> None:
+        raise DatabaseError("mail queue full")
+
+    bus.register(CreateInvite, create)
+    bus.subscribe(InviteCreated, on_created)
+    command = CreateInvite(email="a@example.com")
+
+    with pytest.raises(DatabaseError) as raised:
+        await bus.send(command)
+    sentry_sdk.capture_exception(raised.value)  # what a framework integration would do
+
+    [event] = sentry.events
+    assert event["tags"]["cqrs.type"] == "event"
+    assert event["tags"]["cqrs.name"] == "InviteCreated"
+    assert event["tags"]["causation_id"] == str(command.request_id)
+    assert event["tags"]["correlation_id"] == str(command.correlation_id)
+    assert event["contexts"]["event"]["causation_id"] == str(command.request_id)
+
+
+@pytest.mark.filterwarnings("ignore:The send_default_pii option is deprecated")
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"send_default_pii": False}, {"data_collection": {"user_info": False}}],
+)
+async def test_requested_by_is_not_the_sentry_user_when_personal_data_is_not_allowed(
+    options: dict[str, Any],
+) -> None:
+    sentry = init_sentry(**options)
+    bus = build_bus()
+
+    async def create(command: CreateInvite) -> None:
+        raise DatabaseError("x")
+
+    bus.register(CreateInvite, create)
+    try:
+        with pytest.raises(DatabaseError):
+            await bus.send(CreateInvite(email="a@example.com", requested_by="john@example.com"))
+    finally:
+        close_sentry()
+
+    [event] = sentry.events
+    assert "user" not in event
+    assert event["tags"]["requested_by"] == "john@example.com"
+
+
+@pytest.mark.filterwarnings("ignore:The send_default_pii option is deprecated")
+@pytest.mark.parametrize(
+    "options", [{"send_default_pii": True}, {"data_collection": {"user_info": True}}]
+)
+async def test_requested_by_is_the_sentry_user_when_personal_data_is_allowed(
+    options: dict[str, Any],
+) -> None:
+    transport = init_sentry(**options)
+    try:
+        bus = build_bus()
+
+        async def create(command: CreateInvite) -> None:
+            raise DatabaseError("x")
+
+        bus.register(CreateInvite, create)
+        with pytest.raises(DatabaseError):
+            await bus.send(CreateInvite(email="a@example.com", requested_by="john@example.com"))
+    finally:
+        close_sentry()
+
+    [event] = transport.events
+    assert event["user"] == {"id": "john@example.com", "username": "john@example.com"}
+
+
+async def test_the_payload_is_sent_only_when_asked_and_with_personal_data_redacted(
+    sentry: CapturingTransport,
+) -> None:
+    bus = build_bus(include_payload=True)
+
+    async def create(command: CreateInvite) -> None:
+        raise DatabaseError("x")
+
+    bus.register(CreateInvite, create)
+    with pytest.raises(DatabaseError):
+        await bus.send(CreateInvite(email="john@example.com", expires_in_days=3))
+
+    [event] = sentry.events
+    payload = event["contexts"]["command"]["payload"]
+    assert payload["email"] == "***"
+    assert payload["expires_in_days"] == 3
+    assert "john@example.com" not in repr(event["contexts"])
+
+
+async def test_without_an_active_client_the_middleware_only_forwards() -> None:
+    assert not sentry_sdk.get_client().is_active()
+    bus = build_bus()
+
+    async def create(command: CreateInvite) -> str:
+        return command.email
+
+    bus.register(CreateInvite, create)
+    assert await bus.send(CreateInvite(email="a@example.com")) == "a@example.com"
