@@ -1,0 +1,273 @@
+"""The shared message store (``postgresql://user@host:port/database``), on asyncpg.
+
+Many processes, on many machines, can record into one PostgreSQL store and read each
+other's chains.  Same schema and semantics as the SQLite store (see
+:mod:`python_cqrs_core.store.migrations`), with native types: ``timestamptz`` for
+times, ``jsonb`` for payload, headers and handler outcomes.
+
+- An :meth:`~PostgresStore.append` is one statement in one transaction: the batch is
+  sent as arrays (``unnest``), the message rows and the correlation summary are
+  written together, and it is committed when the call returns (PostgreSQL's own
+  durability: with the default ``synchronous_commit=on``, a returned commit survives
+  a crash of the server).
+- Migrations run under ``pg_advisory_xact_lock``, so processes opening one store at
+  the same time apply each migration exactly once.
+- Traversal is a ``WITH RECURSIVE`` query over the causation index, upwards through
+  ``message_id`` for :meth:`~PostgresStore.trace_causation`, downwards through
+  ``causation_id`` for :meth:`~PostgresStore.trace_effects`; ``UNION`` discards rows
+  already produced, so corrupted links forming a cycle end the recursion.
+- Every statement is parameterised; ids are stored as text (correlation ids may be
+  opaque strings).
+
+Requires the ``postgres`` extra (``pip install python-cqrs-core[postgres]``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from .base import MessageStore, StoreWriteError
+from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
+from .records import HandlerOutcome, MessageRecord, id_text, order_chain
+
+__all__ = ["PostgresStore"]
+
+# An arbitrary constant identifying "python-cqrs-core schema migration" among the
+# advisory locks of the database.
+_MIGRATION_LOCK: Final = 0x43515253_0001  # "CQRS", 1
+
+_COLUMNS: Final = (
+    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
+    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
+    "handlers::text, headers::text, payload::text"
+)
+# One statement: insert the batch in the order given, then add it to the correlation
+# summary (locking summary rows in a fixed order, so concurrent writers cannot deadlock).
+_APPEND: Final = """
+WITH inserted AS (
+    INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id,
+        requested_by, requested_at, recorded_at, outcome, error_type, error_message,
+        duration_ms, handlers, headers, payload)
+    SELECT b.message_id, b.kind, b.message_type, b.correlation_id, b.causation_id,
+        b.requested_by, b.requested_at, b.recorded_at, b.outcome, b.error_type,
+        b.error_message, b.duration_ms, b.handlers::jsonb, b.headers::jsonb, b.payload::jsonb
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+        $12::float8[], $13::text[], $14::text[], $15::text[])
+        WITH ORDINALITY AS b (message_id, kind, message_type, correlation_id, causation_id,
+            requested_by, requested_at, recorded_at, outcome, error_type, error_message,
+            duration_ms, handlers, headers, payload, ord)
+    ORDER BY b.ord
+    RETURNING correlation_id, position, recorded_at
+)
+INSERT INTO cqrs_correlations (correlation_id, first_recorded_at, message_count)
+SELECT correlation_id, (array_agg(recorded_at ORDER BY position))[1], count(*)
+FROM inserted GROUP BY correlation_id ORDER BY correlation_id
+ON CONFLICT (correlation_id)
+DO UPDATE SET message_count = cqrs_correlations.message_count + EXCLUDED.message_count
+"""
+_SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = $1"  # noqa: S608
+_SELECT_CORRELATION: Final = (
+    f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = $1 ORDER BY position"  # noqa: S608
+)
+_SELECT_CAUSES: Final = f"""
+WITH RECURSIVE chain (message_id, causation_id) AS (
+    SELECT message_id, causation_id FROM cqrs_messages WHERE message_id = $1
+    UNION
+    SELECT m.message_id, m.causation_id
+    FROM cqrs_messages AS m JOIN chain ON m.message_id = chain.causation_id
+)
+SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id IN (SELECT message_id FROM chain)
+"""  # noqa: S608
+_SELECT_EFFECTS: Final = f"""
+WITH RECURSIVE effects (message_id) AS (
+    SELECT message_id FROM cqrs_messages WHERE message_id = $1
+    UNION
+    SELECT m.message_id FROM cqrs_messages AS m JOIN effects ON m.causation_id = effects.message_id
+)
+SELECT {_COLUMNS} FROM cqrs_messages
+WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> $1
+ORDER BY position
+"""  # noqa: S608
+_SELECT_RECENT: Final = (
+    "SELECT correlation_id, first_recorded_at, message_count FROM cqrs_correlations "
+    "ORDER BY seq DESC LIMIT $1"
+)
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _columns(records: Sequence[MessageRecord]) -> list[list[Any]]:
+    """The batch as 15 parallel arrays, one per inserted column."""
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for r in records:
+        handlers = [
+            [h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message] for h in r.handlers
+        ]
+        values = (
+            str(r.message_id),
+            r.kind,
+            r.message_type,
+            r.correlation_id,
+            r.causation_id,
+            r.requested_by,
+            r.requested_at,
+            r.recorded_at,
+            r.outcome,
+            r.error_type,
+            r.error_message,
+            r.duration_ms,
+            _dumps(handlers),
+            _dumps(r.headers),
+            _dumps(r.payload),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
+
+
+def _record(row: Any) -> MessageRecord:
+    handlers = _loads(row[13])
+    return MessageRecord(
+        message_id=UUID(row[1]),
+        kind=row[2],
+        message_type=row[3],
+        correlation_id=row[4],
+        causation_id=row[5],
+        requested_by=row[6],
+        requested_at=row[7],
+        recorded_at=row[8],
+        payload=_loads(row[15]),
+        outcome=row[9],
+        handlers=tuple(HandlerOutcome(*h) for h in handlers),
+        error_type=row[10],
+        error_message=row[11],
+        duration_ms=row[12],
+        headers=_loads(row[14]),
+        position=row[0],
+    )
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+async def _migrate(conn: Any, where: str) -> int:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(SCHEMA_VERSION_TABLE)
+        current = int(
+            await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM cqrs_schema_version")
+        )
+        check_known(current, POSTGRES_MIGRATIONS, where)
+        for migration in POSTGRES_MIGRATIONS:
+            if migration.version > current:
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO cqrs_schema_version (version, description, applied_at) "
+                    "VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.description,
+                    datetime.now(UTC).isoformat(),
+                )
+                current = migration.version
+    return current
+
+
+class PostgresStore(MessageStore):
+    """A :class:`~python_cqrs_core.store.MessageStore` in a PostgreSQL database.
+
+    Open it with :func:`~python_cqrs_core.store.open_store` or :meth:`open`.
+    ``url`` is shown with its password masked.
+    """
+
+    def __init__(self, url: str, pool: Any) -> None:
+        self.url = _without_password(url)
+        self._pool = pool
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, **pool_options: Any) -> PostgresStore:
+        """Connect a pool to ``url`` and apply the missing migrations.
+
+        ``pool_options`` go to :func:`asyncpg.create_pool` (``min_size`` defaults to 1,
+        ``max_size`` to 10).
+        """
+        import asyncpg
+
+        dsn = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
+        pool_options.setdefault("min_size", 1)
+        pool_options.setdefault("max_size", 10)
+        pool = await asyncpg.create_pool(dsn, **pool_options)
+        try:
+            async with pool.acquire() as conn:
+                await _migrate(conn, _without_password(url))
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(url, pool)
+
+    async def append(self, records: Sequence[MessageRecord]) -> None:
+        self._check_open()
+        if not records:
+            return
+        import asyncpg
+
+        arrays = _columns(records)
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(_APPEND, *arrays)
+        except asyncpg.UniqueViolationError as exc:
+            raise StoreWriteError(
+                f"a message of the batch is already stored ({exc.detail or exc})"
+            ) from exc
+        except (asyncpg.PostgresError, OSError) as exc:
+            raise StoreWriteError(f"PostgreSQL rejected the batch: {exc}") from exc
+
+    async def get(self, message_id: UUID | str) -> MessageRecord | None:
+        self._check_open()
+        row = await self._pool.fetchrow(_SELECT_ONE, id_text(message_id))
+        return None if row is None else _record(row)
+
+    async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
+        self._check_open()
+        rows = await self._pool.fetch(_SELECT_CORRELATION, id_text(correlation_id))
+        return [_record(row) for row in rows]
+
+    async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
+        self._check_open()
+        key = id_text(message_id)
+        rows = await self._pool.fetch(_SELECT_CAUSES, key)
+        return order_chain(key, {row[1]: _record(row) for row in rows})
+
+    async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
+        self._check_open()
+        rows = await self._pool.fetch(_SELECT_EFFECTS, id_text(message_id))
+        return [_record(row) for row in rows]
+
+    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
+        self._check_open()
+        rows = await self._pool.fetch(_SELECT_RECENT, max(limit, 0))
+        return [(row[0], row[1], int(row[2])) for row in rows]
+
+    async def close(self) -> None:
+        """Close the connection pool (waits for queries in progress)."""
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")

@@ -1,0 +1,447 @@
+"""The embedded message store (``sqlite:///path.db``), on the standard ``sqlite3``.
+
+The event loop never touches SQLite.  Writes go through **one writer thread** with
+its own connection: :meth:`SQLiteStore.append` puts its batch on a queue and awaits a
+future; the thread takes *everything* queued so far, commits it in one transaction,
+and resolves the futures through ``loop.call_soon_threadsafe``.  Under load many
+concurrent chains therefore share one commit (group commit), and an idle store
+commits a single chain at once.  Reads run on a second thread with a second
+connection; WAL mode lets them proceed while the writer commits.
+
+**Durability.**  The database is in WAL mode with ``synchronous=NORMAL`` by default:
+a committed transaction survives the crash or ``SIGKILL`` of the process (it is in
+the WAL file, which the next open replays), but a power loss or kernel crash may lose
+the last transactions before the WAL is synced.  With ``synchronous="full"`` (URL
+``sqlite:///cqrs.db?synchronous=full``) every commit is ``fsync``-ed and survives a
+power loss too, at the cost of one ``fsync`` per commit (group commit amortises it
+under load).
+
+Several processes may open the same file (SQLite locks it; a writer waits up to
+``busy_timeout`` seconds, 5 by default, for another's transaction); for many processes
+or machines writing at once, use PostgreSQL.
+
+>>> import asyncio, tempfile, os
+>>> async def demo(path):
+...     store = await SQLiteStore.open(f"sqlite:///{path}")
+...     try:
+...         return await store.recent_correlations()
+...     finally:
+...         await store.close()
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     asyncio.run(demo(os.path.join(tmp, "cqrs.db")))
+[]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Any, Final, Literal, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from .base import MessageStore, StoreWriteError
+from .migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
+from .records import HandlerOutcome, MessageRecord, id_text, order_chain
+
+__all__ = ["SQLiteStore", "Synchronous"]
+
+logger = logging.getLogger("python_cqrs_core.store")
+
+Synchronous = Literal["normal", "full"]
+_T = TypeVar("_T")
+
+_COLUMNS: Final = (
+    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
+    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, handlers, "
+    "headers, payload"
+)
+_INSERT: Final = (
+    "INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id, "
+    "requested_by, requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
+    "handlers, headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CORRELATION: Final = (
+    "INSERT INTO cqrs_correlations (correlation_id, first_recorded_at, message_count) "
+    "VALUES (?, ?, ?) ON CONFLICT (correlation_id) "
+    "DO UPDATE SET message_count = message_count + excluded.message_count"
+)
+_SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = ?"  # noqa: S608
+_SELECT_CORRELATION: Final = (
+    f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = ? ORDER BY position"  # noqa: S608
+)
+# Recursive queries: UNION (not UNION ALL) drops rows already produced, so a cycle
+# in stored links ends the recursion instead of looping.
+_SELECT_CAUSES: Final = f"""
+WITH RECURSIVE chain (message_id, causation_id) AS (
+    SELECT message_id, causation_id FROM cqrs_messages WHERE message_id = ?
+    UNION
+    SELECT m.message_id, m.causation_id
+    FROM cqrs_messages AS m JOIN chain ON m.message_id = chain.causation_id
+)
+SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id IN (SELECT message_id FROM chain)
+"""  # noqa: S608
+_SELECT_EFFECTS: Final = f"""
+WITH RECURSIVE effects (message_id) AS (
+    SELECT message_id FROM cqrs_messages WHERE message_id = ?
+    UNION
+    SELECT m.message_id FROM cqrs_messages AS m JOIN effects ON m.causation_id = effects.message_id
+)
+SELECT {_COLUMNS} FROM cqrs_messages
+WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> ?
+ORDER BY position
+"""  # noqa: S608
+_SELECT_RECENT: Final = (
+    "SELECT correlation_id, first_recorded_at, message_count FROM cqrs_correlations "
+    "ORDER BY seq DESC LIMIT ?"
+)
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _row(record: MessageRecord) -> tuple[Any, ...]:
+    handlers = record.handlers
+    return (
+        str(record.message_id),
+        record.kind,
+        record.message_type,
+        record.correlation_id,
+        record.causation_id,
+        record.requested_by,
+        record.requested_at.isoformat(),
+        record.recorded_at.isoformat(),
+        record.outcome,
+        record.error_type,
+        record.error_message,
+        record.duration_ms,
+        _dumps(
+            [[h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message] for h in handlers]
+        )
+        if handlers
+        else "[]",
+        _dumps(record.headers) if record.headers else "{}",
+        _dumps(record.payload),
+    )
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
+    handlers = _loads(row[13])
+    return MessageRecord(
+        message_id=UUID(row[1]),
+        kind=row[2],
+        message_type=row[3],
+        correlation_id=row[4],
+        causation_id=row[5],
+        requested_by=row[6],
+        requested_at=datetime.fromisoformat(row[7]),
+        recorded_at=datetime.fromisoformat(row[8]),
+        payload=_loads(row[15]),
+        outcome=row[9],
+        handlers=tuple(HandlerOutcome(*h) for h in handlers) if handlers else (),
+        error_type=row[10],
+        error_message=row[11],
+        duration_ms=row[12],
+        headers=_loads(row[14]),
+        position=row[0],
+    )
+
+
+def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; the store issues BEGIN/COMMIT.
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, where: str) -> int:
+    """Apply the missing migrations (idempotent, under the database write lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(SCHEMA_VERSION_TABLE)
+        applied = conn.execute("SELECT COALESCE(MAX(version), 0) FROM cqrs_schema_version")
+        current = int(applied.fetchone()[0])
+        check_known(current, SQLITE_MIGRATIONS, where)
+        for migration in SQLITE_MIGRATIONS:
+            if migration.version > current:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO cqrs_schema_version (version, description, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (migration.version, migration.description, datetime.now(UTC).isoformat()),
+                )
+                current = migration.version
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return current
+
+
+_Job = tuple[Sequence[MessageRecord], "asyncio.Future[None]", asyncio.AbstractEventLoop]
+_STOP: Final = object()
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes: drains the queue, one transaction per drain."""
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.conn = conn
+        self.queue: SimpleQueue[_Job | object] = SimpleQueue()
+
+    def run(self) -> None:
+        queue, stop = self.queue, False
+        try:
+            while not stop:
+                jobs: list[_Job] = []
+                item = queue.get()
+                while True:
+                    if item is _STOP:
+                        stop = True
+                    else:
+                        jobs.append(cast(_Job, item))
+                    if queue.empty():
+                        break
+                    item = queue.get()
+                if jobs:
+                    self._commit(jobs)
+        finally:
+            self.conn.close()
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            self._transaction(jobs)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutines
+            if len(jobs) == 1:
+                self._resolve(jobs, exc)
+                return
+            # One bad batch must not fail the others it was grouped with.
+            for job in jobs:
+                try:
+                    self._transaction([job])
+                except Exception as job_exc:  # noqa: BLE001 - handed to its coroutine
+                    self._resolve([job], job_exc)
+                else:
+                    self._resolve([job], None)
+        else:
+            self._resolve(jobs, None)
+
+    def _transaction(self, jobs: list[_Job]) -> None:
+        conn = self.conn
+        rows: list[tuple[Any, ...]] = []
+        correlations: dict[str, list[Any]] = {}
+        for records, _, _ in jobs:
+            for record in records:
+                rows.append(_row(record))
+                summary = correlations.get(record.correlation_id)
+                if summary is None:
+                    correlations[record.correlation_id] = [
+                        record.correlation_id,
+                        rows[-1][7],
+                        1,
+                    ]
+                else:
+                    summary[2] += 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+            conn.executemany(_UPSERT_CORRELATION, correlations.values())
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _resolve(jobs: list[_Job], error: BaseException | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, future, loop in jobs:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                logger.debug("event loop closed before a store write was acknowledged")
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the waiting task was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        elif isinstance(error, StoreWriteError):
+            future.set_exception(error)
+        else:
+            wrapped = StoreWriteError(f"SQLite rejected the batch: {error}")
+            wrapped.__cause__ = error
+            future.set_exception(wrapped)
+
+
+def _parse_url(url: str) -> tuple[str, Synchronous | None]:
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ValueError(f"not an sqlite:// URL: {url!r}")
+    if parts.netloc:
+        raise ValueError(
+            f"an SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, "
+            f"got {url!r}"
+        )
+    path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if not path or path == ":memory:":
+        raise ValueError(f"an SQLite store needs a file path (use memory:// otherwise): {url!r}")
+    synchronous: Synchronous | None = None
+    for value in parse_qs(parts.query).get("synchronous", []):
+        synchronous = _synchronous(value)
+    return path, synchronous
+
+
+def _synchronous(value: str) -> Synchronous:
+    lowered = value.lower()
+    if lowered not in ("normal", "full"):
+        raise ValueError(f"synchronous must be 'normal' or 'full', got {value!r}")
+    return cast(Synchronous, lowered)
+
+
+class SQLiteStore(MessageStore):
+    """A :class:`~python_cqrs_core.store.MessageStore` in one SQLite file.
+
+    Open it with :func:`~python_cqrs_core.store.open_store` or :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        writer: _Writer,
+        reader: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        synchronous: Synchronous,
+    ) -> None:
+        self.url = url
+        self.path = path
+        self.synchronous = synchronous
+        self._writer = writer
+        self._reader = reader
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        synchronous: Synchronous | None = None,
+        busy_timeout: float = 5.0,
+    ) -> SQLiteStore:
+        """Open the store at ``url`` (``sqlite:///path.db``), creating the file and
+        applying migrations as needed.  ``synchronous`` (``"normal"`` or ``"full"``)
+        overrides the URL's ``?synchronous=``; see the module docs for durability."""
+        path, from_url = _parse_url(url)
+        mode = _synchronous(synchronous) if synchronous is not None else from_url or "normal"
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise FileNotFoundError(f"directory {str(parent)!r} of the SQLite store does not exist")
+
+        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+            writer_conn = _connect(path, mode, busy_timeout)
+            try:
+                _migrate(writer_conn, url)
+                reader_conn = _connect(path, mode, busy_timeout)
+            except BaseException:
+                writer_conn.close()
+                raise
+            return writer_conn, reader_conn
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cqrs-sqlite-reader")
+        loop = asyncio.get_running_loop()
+        try:
+            writer_conn, reader_conn = await loop.run_in_executor(executor, setup)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        writer = _Writer(writer_conn, name=f"cqrs-sqlite-writer {path}")
+        writer.start()
+        return cls(url, path, writer, reader_conn, executor, mode)
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def append(self, records: Sequence[MessageRecord]) -> None:
+        self._check_open()
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._writer.queue.put((records, future, loop))
+        await future
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, query, self._reader)
+
+    async def get(self, message_id: UUID | str) -> MessageRecord | None:
+        key = id_text(message_id)
+
+        def query(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = conn.execute(_SELECT_ONE, (key,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._read(query)
+
+    async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
+        key = id_text(correlation_id)
+        return await self._read(lambda conn: _fetch(conn, _SELECT_CORRELATION, (key,)))
+
+    async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
+        key = id_text(message_id)
+        rows = await self._read(lambda conn: _fetch(conn, _SELECT_CAUSES, (key,)))
+        return order_chain(key, {str(r.message_id): r for r in rows})
+
+    async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
+        key = id_text(message_id)
+        return await self._read(lambda conn: _fetch(conn, _SELECT_EFFECTS, (key, key)))
+
+    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
+        def query(conn: sqlite3.Connection) -> list[tuple[str, datetime, int]]:
+            rows = conn.execute(_SELECT_RECENT, (max(limit, 0),)).fetchall()
+            return [(cid, datetime.fromisoformat(first), count) for cid, first, count in rows]
+
+        return await self._read(query)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Finish the queued writes, then close both connections and threads."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.queue.put(_STOP)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._writer.join)
+        await loop.run_in_executor(self._executor, self._reader.close)
+        self._executor.shutdown(wait=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[MessageRecord]:
+    return [_record(row) for row in conn.execute(sql, params).fetchall()]
