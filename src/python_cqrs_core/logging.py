@@ -1,0 +1,245 @@
+"""Correlated logs: every record carries the ids of the message being handled.
+
+Add :class:`CorrelationFilter` to a handler and any format string may use
+``%(request_id)s``, ``%(correlation_id)s``, ``%(causation_id)s``,
+``%(requested_by)s``, ``%(message_type)s``, ``%(trace_id)s`` and ``%(span_id)s``::
+
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(logging.Formatter(REQUEST_ID_FORMAT))
+    logging.getLogger().addHandler(handler)
+
+A handler that just calls ``logger.info("Starting user creation")`` then logs
+``[550e8400-e29b-41d4-a716-446655440000] Starting user creation``: the guide's
+"Log with request_id" with no code in the handler.
+
+Outside any handler every field is ``""`` (so a format string never raises), except
+``correlation_id`` and ``requested_by`` inside a
+:class:`~python_cqrs_core.correlation_scope`, which are the scope's.  ``trace_id`` and
+``span_id`` (hex) are set when ``opentelemetry-api`` is installed and a span is
+recording; this module needs neither OpenTelemetry nor structlog.
+
+:func:`configure_logging` wires it all in one call, for the standard library and, when
+it is installed, structlog (whose processor is
+:func:`python_cqrs_core.structlog.correlation_processor`).
+
+Note: this module is ``python_cqrs_core.logging``; the ``import logging`` below is the
+standard library (imports are absolute).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from .context import current_correlation_id, current_message, current_requested_by
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = [
+    "CORRELATION_FIELDS",
+    "CONSOLE_FORMAT",
+    "REQUEST_ID_FORMAT",
+    "CorrelationFilter",
+    "JsonFormatter",
+    "configure_logging",
+    "correlation_fields",
+    "record_extras",
+]
+
+CORRELATION_FIELDS: Final = (
+    "correlation_id",
+    "causation_id",
+    "request_id",
+    "requested_by",
+    "message_type",
+    "trace_id",
+    "span_id",
+)
+"""The keys added to every record, in this order."""
+
+REQUEST_ID_FORMAT: Final = "[%(request_id)s] %(message)s"
+"""The guide's ``[<request_id>] message`` log lines."""
+
+CONSOLE_FORMAT: Final = (
+    "%(asctime)s %(levelname)s %(name)s %(message)s request_id=%(request_id)s "
+    "correlation_id=%(correlation_id)s causation_id=%(causation_id)s "
+    "requested_by=%(requested_by)s message_type=%(message_type)s"
+)
+"""The text format of :func:`configure_logging`: ``key=value`` pairs, so the guide's
+``grep 'correlation_id=550e8400' app.log`` finds every line of an operation."""
+
+_current_span: Callable[[], Span] | None = None
+_otel_resolved = False
+
+
+def _resolve_current_span() -> Callable[[], Span] | None:
+    global _current_span, _otel_resolved
+    if not _otel_resolved:
+        try:
+            from opentelemetry.trace import get_current_span
+        except ImportError:  # the [otel] extra is not installed
+            _current_span = None
+        else:
+            _current_span = get_current_span
+        _otel_resolved = True
+    return _current_span
+
+
+def _trace_ids() -> tuple[str, str]:
+    current_span = _resolve_current_span()
+    if current_span is None:
+        return "", ""
+    span = current_span()
+    if not span.is_recording():
+        return "", ""
+    span_context = span.get_span_context()
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+
+
+def correlation_fields() -> dict[str, str]:
+    """The ids of the current context, as strings (``""`` when unknown).
+
+    Inside a handler: ``request_id``, ``correlation_id``, ``causation_id``,
+    ``requested_by`` and ``message_type`` of the message being handled.  Outside one:
+    the ``correlation_id`` and ``requested_by`` of the enclosing
+    :class:`~python_cqrs_core.correlation_scope`, if any.  Plus ``trace_id`` and
+    ``span_id`` of the recording OpenTelemetry span, if any.
+
+    >>> correlation_fields()["request_id"]
+    ''
+    """
+    message = current_message()
+    if message is not None:
+        causation_id = message.causation_id
+        fields = {
+            "correlation_id": str(message.effective_correlation_id),
+            "causation_id": "" if causation_id is None else str(causation_id),
+            "request_id": str(message.request_id),
+            "requested_by": message.requested_by or "",
+            "message_type": type(message).__name__,
+        }
+    else:
+        correlation_id = current_correlation_id()
+        fields = {
+            "correlation_id": "" if correlation_id is None else str(correlation_id),
+            "causation_id": "",
+            "request_id": "",
+            "requested_by": current_requested_by() or "",
+            "message_type": "",
+        }
+    fields["trace_id"], fields["span_id"] = _trace_ids()
+    return fields
+
+
+class CorrelationFilter(logging.Filter):
+    """Add the :data:`CORRELATION_FIELDS` of the current context to every record.
+
+    A value the record already has (from ``extra=``) is kept.  The filter never drops
+    a record.  Attach it to a handler (it runs for every record the handler emits,
+    whichever logger made it) or to a logger (records of that logger only).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attributes = record.__dict__
+        for key, value in correlation_fields().items():
+            attributes.setdefault(key, value)
+        return True
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES: Final = {*vars(logging.makeLogRecord({})), "message", "asctime"}
+
+
+_ISO_UTC: Final = "%Y-%m-%dT%H:%M:%S.%fZ"  # structlog's TimeStamper(fmt="iso", utc=True)
+
+
+def record_extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The attributes of ``record`` that are not standard ones: ``extra=`` values and
+    the correlation fields added by :class:`CorrelationFilter`."""
+    return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``timestamp``, ``level``, ``logger``, ``message``,
+    the correlation fields, any ``extra=`` values and ``exception`` when there is one.
+
+    The keys are those of the structlog pipeline of :func:`configure_logging`, so the
+    log schema does not depend on whether structlog is installed.  Standard library
+    only; values that are not JSON types are written with ``str()``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).strftime(_ISO_UTC),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update(record_extras(record))
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(data, default=str)
+
+
+class _CorrelatedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure_logging` installs (its class marks it as ours)."""
+
+
+def configure_logging(
+    *,
+    json: bool = False,
+    level: int | str = logging.INFO,
+    extra_processors: Sequence[Callable[..., Any]] = (),
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Send correlated logs of the whole application to ``stream`` (default stderr).
+
+    Installs one handler on the root logger, with :class:`CorrelationFilter`, writing
+    :data:`CONSOLE_FORMAT` lines, or JSON lines when ``json=True``.  When structlog is
+    installed it is configured too: its events go through the same handler, after
+    :func:`~python_cqrs_core.structlog.correlation_processor` and
+    ``extra_processors``, rendered by structlog's ``JSONRenderer`` or
+    ``ConsoleRenderer``; standard library records get the same processing.
+
+    Calling it again replaces the handler it installed before (never two of them);
+    handlers installed by others are left alone.  Returns the handler.
+
+    ::
+
+        configure_logging(json=True)
+        logging.getLogger(__name__).info("order placed")
+        # {"timestamp": "...", "level": "info", "logger": "shop", "message": "order
+        #  placed", "correlation_id": "...", "request_id": "...", ...}
+    """
+    target = sys.stderr if stream is None else stream
+    handler = _CorrelatedHandler(target)
+    handler.addFilter(CorrelationFilter())
+    try:
+        import structlog  # noqa: F401 - only probing whether it is installed
+    except ImportError:
+        handler.setFormatter(JsonFormatter() if json else logging.Formatter(CONSOLE_FORMAT))
+    else:
+        from .structlog import configure_structlog
+
+        handler.setFormatter(
+            configure_structlog(
+                json=json, extra_processors=extra_processors, colors=target.isatty()
+            )
+        )
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if isinstance(h, _CorrelatedHandler)]:
+        root.removeHandler(previous)
+        previous.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
