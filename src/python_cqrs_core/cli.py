@@ -163,8 +163,12 @@ async def _open(url: str) -> MessageStore:
         return await open_store(url)
     except ValueError as exc:
         raise CliError(f"invalid store URL {url!r}: {exc}", exit_code=2) from None
-    except OSError as exc:
-        raise CliError(f"cannot open the message store {url}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - drivers raise their own types (asyncpg, sqlite3)
+        # Opening fails for reasons the user fixes: server down, unknown database,
+        # wrong credentials, a file that is not a store.  Name the cause, no traceback.
+        raise CliError(
+            f"cannot open the message store {url}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _run(store_option: str | None, action: Callable[[MessageStore, str], Awaitable[None]]) -> None:
@@ -395,42 +399,52 @@ def _chronological(records: Iterable[MessageRecord]) -> list[MessageRecord]:
 
 def render_record(record: MessageRecord) -> RenderableType:
     """One message in full: ids, times, outcome per handler, headers and payload."""
-    fields = Table.grid(padding=(0, 2))
-    fields.add_column(style="bold")
-    fields.add_column()
     error = _error_of(record)
-    fields.add_row(
-        "outcome",
-        Text(f"{_OK} succeeded", style="green")
-        if error is None
-        else Text(f"{_FAILED} failed: {error[0]}: {error[1]}".rstrip(": "), style="red"),
-    )
-    fields.add_row("duration", _duration(record.duration_ms))
-    handlers = Text()
-    for index, handler in enumerate(record.handlers):
-        if index:
-            handlers.append("\n")
+    handlers: list[Text] = []
+    for handler in record.handlers:
         ok = handler.outcome == "succeeded"
-        handlers.append(f"{_OK if ok else _FAILED} ", style="green" if ok else "red")
-        handlers.append(f"{handler.handler}  {_duration(handler.duration_ms)}")
+        line = Text(f"{_OK if ok else _FAILED} ", style="green" if ok else "red")
+        line.append(f"{handler.handler}  {_duration(handler.duration_ms)}")
         if not ok:
-            handlers.append(f"  {handler.error_type}: {handler.error_message}", style="red")
-    fields.add_row("handlers", handlers if record.handlers else Text("none", style="dim"))
-    fields.add_row("correlation id", record.correlation_id)
-    fields.add_row("caused by", record.causation_id or "- (a root message)")
-    fields.add_row("requested by", record.requested_by or "-")
-    fields.add_row("requested at", record.requested_at.astimezone(UTC).isoformat())
-    fields.add_row("recorded at", record.recorded_at.astimezone(UTC).isoformat())
-    if record.position is not None:
-        fields.add_row("position", str(record.position))
-    headers = Text("\n".join(f"{key}: {value}" for key, value in sorted(record.headers.items())))
-    fields.add_row("headers", headers if record.headers else Text("none", style="dim"))
+            line.append(f"  {handler.error_type}: {handler.error_message}", style="red")
+        handlers.append(line)
+    fields: list[tuple[str, list[Text]]] = [
+        (
+            "outcome",
+            [
+                Text(f"{_OK} succeeded", style="green")
+                if error is None
+                else Text(f"{_FAILED} failed: {error[0]}: {error[1]}".rstrip(": "), style="red")
+            ],
+        ),
+        ("duration", [Text(_duration(record.duration_ms))]),
+        ("handlers", handlers or [Text("none", style="dim")]),
+        ("correlation id", [Text(record.correlation_id)]),
+        ("caused by", [Text(record.causation_id or "- (a root message)")]),
+        ("requested by", [Text(record.requested_by or "-")]),
+        ("requested at", [Text(record.requested_at.astimezone(UTC).isoformat())]),
+        ("recorded at", [Text(record.recorded_at.astimezone(UTC).isoformat())]),
+        ("position", [Text("-" if record.position is None else str(record.position))]),
+        (
+            "headers",
+            [Text(f"{key}: {value}") for key, value in sorted(record.headers.items())]
+            or [Text("none", style="dim")],
+        ),
+    ]
+    width = max(len(label) for label, _ in fields) + 2
+    body = Text()
+    for label, values in fields:
+        for index, value in enumerate(values):
+            body.append(f"{label if index == 0 else '':<{width}}", style="bold")
+            body.append_text(value)
+            body.append("\n")
     title = Text()
     title.append(record.kind, style=_KIND_STYLE.get(record.kind, ""))
     title.append(" ")
     title.append(record.message_type, style="bold")
     title.append(f" {record.message_id}")
-    return Group(title, fields, Text("payload", style="bold"), JSON.from_data(record.payload))
+    body.rstrip()
+    return Group(title, body, Text("payload", style="bold"), JSON.from_data(record.payload))
 
 
 def _print_trees(

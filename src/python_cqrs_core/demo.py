@@ -53,6 +53,8 @@ from . import (
 from .store import CausationNode, MessageRecorder, open_store
 
 __all__ = [
+    "DB_LATENCY_S",
+    "GATEWAY_LATENCY_S",
     "CustomerNotified",
     "DemoRequest",
     "DemoResult",
@@ -68,9 +70,10 @@ __all__ = [
 
 Channel = Literal["email", "sms"]
 
-# Simulated I/O latency of each collaborator, so durations are visible in the tree.
-_DB_LATENCY_S = 0.004
-_GATEWAY_LATENCY_S = 0.012
+DB_LATENCY_S = 0.004
+"""Simulated latency of a repository call, so durations are visible in the tree."""
+GATEWAY_LATENCY_S = 0.012
+"""Simulated latency of an e-mail or SMS gateway call."""
 
 
 # -- messages ---------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class OrderRepository:
     orders: dict[str, PlaceOrder] = field(default_factory=dict)
 
     async def save(self, order: PlaceOrder) -> None:
-        await asyncio.sleep(_DB_LATENCY_S)
+        await asyncio.sleep(DB_LATENCY_S)
         self.orders[order.order_id] = order
 
 
@@ -161,7 +164,7 @@ class InventoryRepository:
 
     async def reserve(self, sku: str, quantity: int) -> int:
         """Take ``quantity`` units of ``sku`` off the shelf and return what is left."""
-        await asyncio.sleep(_DB_LATENCY_S)
+        await asyncio.sleep(DB_LATENCY_S)
         available = self.stock.get(sku, 0)
         if available < quantity:
             raise OutOfStockError(f"{sku}: {quantity} requested, {available} on the shelf")
@@ -176,7 +179,7 @@ class EmailGateway:
     sent: list[str] = field(default_factory=list)
 
     async def send(self, customer_id: str, text: str) -> None:
-        await asyncio.sleep(_GATEWAY_LATENCY_S)
+        await asyncio.sleep(GATEWAY_LATENCY_S)
         self.sent.append(f"{customer_id}: {text}")
 
 
@@ -184,7 +187,7 @@ class SmsGateway:
     """An SMS provider that is down: every send fails after a network round trip."""
 
     async def send(self, customer_id: str, text: str) -> None:
-        await asyncio.sleep(_GATEWAY_LATENCY_S)
+        await asyncio.sleep(GATEWAY_LATENCY_S)
         raise SmsGatewayError(
             "sms-gateway.internal answered 503 Service Unavailable (retry after 30 s)"
         )

@@ -1,0 +1,174 @@
+"""The runnable demo: two concurrent order requests recorded in a store and read back."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from python_cqrs_core.demo import (
+    GATEWAY_LATENCY_S,
+    DemoRequest,
+    DemoResult,
+    SmsGatewayError,
+    run_demo,
+)
+from python_cqrs_core.store import CausationNode, open_store
+
+CQRS = Path(sys.executable).with_name("cqrs")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"  # an absolute path gives the four-slash form
+
+
+def shape(node: CausationNode) -> tuple[Any, ...]:
+    """A tree reduced to (type, outcome, handlers, children): its deterministic structure."""
+    record = node.record
+    return (
+        record.message_type,
+        record.outcome,
+        tuple(h.handler for h in record.handlers),
+        tuple(shape(child) for child in node.children),
+    )
+
+
+def request_of(result: DemoResult, user: str) -> DemoRequest:
+    (request,) = [r for r in result.requests if r.requested_by == user]
+    return request
+
+
+def find(tree: CausationNode, message_type: str) -> CausationNode:
+    (node,) = [n for _, n in tree.walk() if n.record.message_type == message_type]
+    return node
+
+
+async def test_each_request_is_one_tree_under_its_own_correlation_id(tmp_path: Path) -> None:
+    result = await run_demo(sqlite_url(tmp_path / "demo.db"))
+
+    assert [r.requested_by for r in result.requests] == ["user:alice", "user:bob"]
+    assert len({r.correlation_id for r in result.requests}) == 2
+    for request in result.requests:
+        assert request.correlation_id.startswith("req-")
+        (tree,) = request.trees
+        records = [node.record for _, node in tree.walk()]
+        assert {r.correlation_id for r in records} == {request.correlation_id}
+        assert {r.requested_by for r in records} == {request.requested_by}
+        assert tree.record.causation_id is None
+
+
+async def test_the_email_request_records_the_whole_order_flow(tmp_path: Path) -> None:
+    result = await run_demo(sqlite_url(tmp_path / "demo.db"))
+
+    alice = request_of(result, "user:alice")
+    assert alice.error is None
+    projection = ("OrderTimelineProjection",)
+    assert shape(alice.trees[0]) == (
+        "PlaceOrder", "succeeded", ("PlaceOrderHandler",), (
+            ("OrderPlaced", "succeeded",
+             ("ReserveInventoryWhenOrderPlaced", "NotifyCustomerWhenOrderPlaced"), (
+                ("ReserveInventory", "succeeded", ("ReserveInventoryHandler",), (
+                    ("InventoryReserved", "succeeded", projection, ()),
+                )),
+                ("NotifyCustomer", "succeeded", ("NotifyCustomerHandler",), (
+                    ("CustomerNotified", "succeeded", projection, ()),
+                )),
+            )),
+        ),
+    )  # fmt: skip
+
+
+async def test_the_sms_failure_is_recorded_and_reaches_the_caller_unchanged(
+    tmp_path: Path,
+) -> None:
+    result = await run_demo(sqlite_url(tmp_path / "demo.db"))
+
+    bob = request_of(result, "user:bob")
+    assert isinstance(bob.error, SmsGatewayError)
+    tree = bob.trees[0]
+    notify = find(tree, "NotifyCustomer")
+    assert notify.record.outcome == "failed"
+    assert notify.record.error_type == "SmsGatewayError"
+    assert notify.record.error_message == str(bob.error)
+    assert notify.children == []  # no CustomerNotified: the handler never got there
+    # The failure propagated up through the event handler and the root command ...
+    assert [n.record.outcome for n in (tree, find(tree, "OrderPlaced"))] == ["failed"] * 2
+    # ... while the inventory branch, which ran first, is recorded as it happened.
+    reserve = find(tree, "ReserveInventory")
+    assert [n.record.outcome for _, n in reserve.walk()] == ["succeeded", "succeeded"]
+
+
+async def test_the_two_requests_run_concurrently(tmp_path: Path) -> None:
+    result = await run_demo(sqlite_url(tmp_path / "demo.db"))
+
+    alice, bob = (request_of(result, user).trees[0].record for user in ("user:alice", "user:bob"))
+    # Each request started before the other one's root command finished.
+    assert bob.requested_at < alice.recorded_at
+    assert alice.requested_at < bob.recorded_at
+
+
+async def test_handler_durations_include_the_simulated_gateway_latency(tmp_path: Path) -> None:
+    result = await run_demo(sqlite_url(tmp_path / "demo.db"))
+
+    notify = find(request_of(result, "user:alice").trees[0], "NotifyCustomer").record
+    (handler,) = notify.handlers
+    assert handler.duration_ms >= GATEWAY_LATENCY_S * 1000 * 0.9
+    assert notify.duration_ms is not None and notify.duration_ms >= handler.duration_ms
+
+
+async def test_the_trees_are_read_back_from_the_store(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "demo.db")
+    result = await run_demo(url)
+
+    async with await open_store(url) as store:
+        for request in result.requests:
+            stored = await store.build_causation_tree(request.correlation_id)
+            assert [t.to_dict() for t in stored] == [t.to_dict() for t in request.trees]
+
+
+async def test_running_the_demo_twice_adds_two_more_trees(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "demo.db")
+    first = await run_demo(url)
+    second = await run_demo(url)
+
+    ids = {r.correlation_id for r in first.requests + second.requests}
+    assert len(ids) == 4
+    async with await open_store(url) as store:
+        recent = await store.recent_correlations(10)
+        assert {cid for cid, _, _ in recent} == ids
+        for request in first.requests:  # the first run's trees are untouched
+            assert len(await store.build_causation_tree(request.correlation_id)) == 1
+
+
+def test_cqrs_demo_prints_both_trees_and_a_command_that_shows_them_again(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "demo.db")
+    env = {k: v for k, v in os.environ.items() if k != "CQRS_STORE_URL"}
+    demo = subprocess.run(
+        [str(CQRS), "demo", "--store", url],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    assert "Traceback" not in out + demo.stderr
+    correlation_ids = re.findall(r"^correlation (req-[0-9a-f]{12})", out, flags=re.M)
+    assert len(correlation_ids) == 2
+    assert out.count("command PlaceOrder") == 2
+    assert "the request failed with SmsGatewayError: sms-gateway.internal answered 503" in out
+    assert re.search(r"✗ command NotifyCustomer [0-9a-f]{8} .*SmsGatewayError", out)
+    commands = re.findall(r"^  (cqrs trace \S+ --store \S+)$", out, flags=re.M)
+    assert commands == [f"cqrs trace {cid} --store {url}" for cid in correlation_ids]
+
+    # The printed command works as printed, and shows the same tree again.
+    again = subprocess.run(
+        [str(CQRS), *commands[1].split()[1:]],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"correlation {correlation_ids[1]}" in again.stdout
+    assert "SmsGatewayError" in again.stdout
