@@ -264,9 +264,7 @@ async def test_a_header_sent_twice_is_ambiguous_and_not_used(
 # -- other scopes ----------------------------------------------------------------------
 
 
-async def test_a_websocket_runs_in_the_correlation_scope_and_its_accept_carries_the_header() -> (
-    None
-):
+async def test_a_websocket_runs_in_the_scope_and_its_accept_carries_the_header() -> None:
     sent: list[dict[str, Any]] = []
     incoming = iter([{"type": "websocket.connect"}, {"type": "websocket.disconnect"}])
 
