@@ -382,3 +382,19 @@ def test_logging_works_without_opentelemetry_and_structlog_installed() -> None:
     )
 
     assert json.loads(result.stdout) == [True, ""]
+
+
+@pytest.mark.parametrize("module_name", ["python_cqrs_core.logging", "python_cqrs_core.structlog"])
+def test_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(module_name)
+    tests = [test for test in doctest.DocTestFinder().find(module) if test.examples]
+    runner = doctest.DocTestRunner()
+    report: list[str] = []
+    for test in tests:
+        runner.run(test, out=report.append)
+
+    assert tests
+    assert runner.failures == 0, "".join(report)
