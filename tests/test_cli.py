@@ -281,6 +281,18 @@ def test_show_rejects_a_malformed_message_id_without_a_traceback(url: str) -> No
 
 
 @pytest.mark.parametrize("command", ["show", "effects", "causes"])
+def test_a_malformed_message_id_is_rejected_before_the_store_is_opened(
+    tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "absent.db"
+    result = cqrs(command, "ord-1234", "--store", f"sqlite:///{missing}")
+
+    assert result.exit_code == 2
+    assert "is not a message id" in result.stderr
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["show", "effects", "causes"])
 def test_an_unknown_message_id_exits_1_with_a_message(
     url: str, demo: DemoResult, command: str
 ) -> None:

@@ -30,7 +30,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -172,7 +173,7 @@ async def _open(url: str) -> MessageStore:
 
 
 def _run(store_option: str | None, action: Callable[[MessageStore, str], Awaitable[None]]) -> None:
-    """Open the store, run ``action(store, url)``, close the store; report user errors."""
+    """Open the store, run ``action(store, url)`` on it, close it."""
     url = resolve_store_url(store_option)
 
     async def run() -> None:
@@ -182,12 +183,14 @@ def _run(store_option: str | None, action: Callable[[MessageStore, str], Awaitab
         finally:
             await store.close()
 
-    _report_errors(lambda: asyncio.run(run()))
+    asyncio.run(run())
 
 
-def _report_errors(work: Callable[[], None]) -> None:
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a :class:`CliError` into one line on stderr and its exit code."""
     try:
-        work()
+        yield
     except CliError as err:
         _stderr().print(f"error: {err}", markup=False, highlight=False)
         raise typer.Exit(err.exit_code) from None
@@ -468,7 +471,10 @@ def _print_trees(
 @app.command()
 def trace(
     correlation_id: Annotated[
-        str, typer.Argument(help="The correlation id of the business operation.")
+        str,
+        typer.Argument(
+            metavar="CORRELATION_ID", help="The correlation id of the business operation."
+        ),
     ],
     store: StoreOption = None,
     flat: Annotated[
@@ -483,43 +489,46 @@ def trace(
     the error of a failure.  Several root messages under one correlation id print one
     tree each.
     """
-
-    async def action(message_store: MessageStore, url: str) -> None:
+    with _user_errors():
         cid = _parse_correlation_id(correlation_id)
-        if flat:
-            records = await message_store.by_correlation(cid)
-            if not records:
+
+        async def action(message_store: MessageStore, url: str) -> None:
+            if flat:
+                records = await message_store.by_correlation(cid)
+                if not records:
+                    raise CliError(f"no messages with correlation id {cid!r} in {url}")
+                if as_json:
+                    _print_json([record.to_dict() for record in _chronological(records)])
+                else:
+                    _stdout().print(render_table(records, full_ids=full_ids))
+                return
+            trees = await message_store.build_causation_tree(cid)
+            if not trees:
                 raise CliError(f"no messages with correlation id {cid!r} in {url}")
             if as_json:
-                _print_json([record.to_dict() for record in _chronological(records)])
+                _print_json([tree.to_dict() for tree in trees])
             else:
-                _stdout().print(render_table(records, full_ids=full_ids))
-            return
-        trees = await message_store.build_causation_tree(cid)
-        if not trees:
-            raise CliError(f"no messages with correlation id {cid!r} in {url}")
-        if as_json:
-            _print_json([tree.to_dict() for tree in trees])
-        else:
-            _print_trees(_stdout(), cid, trees, full_ids=full_ids)
+                _print_trees(_stdout(), cid, trees, full_ids=full_ids)
 
-    _run(store, action)
+        _run(store, action)
 
 
 @app.command()
 def show(
     message_id: MessageIdArgument, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
-    """Show one message in full: ids, times, handlers, headers and payload."""
+    """Show one message: ids, times, handlers, headers and payload."""
+    with _user_errors():
+        target = _parse_message_id(message_id)
 
-    async def action(message_store: MessageStore, url: str) -> None:
-        record = await _get(message_store, message_id, url)
-        if as_json:
-            _print_json(record.to_dict())
-        else:
-            _stdout().print(render_record(record))
+        async def action(message_store: MessageStore, url: str) -> None:
+            record = await _get(message_store, target, url)
+            if as_json:
+                _print_json(record.to_dict())
+            else:
+                _stdout().print(render_record(record))
 
-    _run(store, action)
+        _run(store, action)
 
 
 @app.command()
@@ -529,22 +538,24 @@ def effects(
     as_json: JsonOption = False,
     full_ids: FullIdsOption = False,
 ) -> None:
-    """Show everything a message caused, directly or not, as a tree under it."""
+    """Show everything a message caused, directly or not, as a tree."""
+    with _user_errors():
+        target = _parse_message_id(message_id)
 
-    async def action(message_store: MessageStore, url: str) -> None:
-        record = await _get(message_store, message_id, url)
-        descendants = await message_store.trace_effects(record.message_id)
-        if as_json:
-            _print_json([effect.to_dict() for effect in descendants])
-            return
-        console = _stdout()
-        console.print(
-            f"{len(descendants)} message{'s' if len(descendants) != 1 else ''} caused by "
-            f"{record.kind} {record.message_type} {short_id(record.message_id, full=full_ids)}"
-        )
-        console.print(render_tree(_subtree(record, descendants), full_ids=full_ids))
+        async def action(message_store: MessageStore, url: str) -> None:
+            record = await _get(message_store, target, url)
+            descendants = await message_store.trace_effects(target)
+            if as_json:
+                _print_json([effect.to_dict() for effect in descendants])
+                return
+            console = _stdout()
+            console.print(
+                f"{_count(len(descendants), 'message')} caused by {record.kind} "
+                f"{record.message_type} {short_id(record.message_id, full=full_ids)}"
+            )
+            console.print(render_tree(_subtree(record, descendants), full_ids=full_ids))
 
-    _run(store, action)
+        _run(store, action)
 
 
 @app.command()
@@ -554,31 +565,32 @@ def causes(
     as_json: JsonOption = False,
     full_ids: FullIdsOption = False,
 ) -> None:
-    """Show the causation chain of a message: its root first, the message last."""
-
-    async def action(message_store: MessageStore, url: str) -> None:
+    """Show the chain of causes of a message, from its root down to it."""
+    with _user_errors():
         target = _parse_message_id(message_id)
-        chain = await message_store.trace_causation(target)
-        if not chain:
-            raise CliError(f"no message with id {target} in {url}")
-        if as_json:
-            _print_json([record.to_dict() for record in chain])
-            return
-        console = _stdout()
-        root = chain[0]
-        console.print(
-            f"{len(chain)} message{'s' if len(chain) != 1 else ''} from the root "
-            f"{root.message_type} to {chain[-1].message_type}"
-        )
-        if root.causation_id is not None:
-            console.print(
-                f"(the chain starts at a message whose cause, {root.causation_id}, "
-                "is not in the store)",
-                style="yellow",
-            )
-        console.print(render_chain(chain, full_ids=full_ids))
 
-    _run(store, action)
+        async def action(message_store: MessageStore, url: str) -> None:
+            chain = await message_store.trace_causation(target)
+            if not chain:
+                raise CliError(f"no message with id {target} in {url}")
+            if as_json:
+                _print_json([record.to_dict() for record in chain])
+                return
+            console = _stdout()
+            root = chain[0]
+            console.print(
+                f"{_count(len(chain), 'message')} from the root {root.message_type} "
+                f"to {chain[-1].message_type}"
+            )
+            if root.causation_id is not None:
+                console.print(
+                    f"(the chain starts at a message whose cause, {root.causation_id}, "
+                    "is not in the store)",
+                    style="yellow",
+                )
+            console.print(render_chain(chain, full_ids=full_ids))
+
+        _run(store, action)
 
 
 @app.command("list")
@@ -589,7 +601,7 @@ def list_correlations(
     ] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List the most recent correlation ids, with their first time and message count."""
+    """List the recent correlation ids with their message counts."""
 
     async def action(message_store: MessageStore, url: str) -> None:
         recent = await message_store.recent_correlations(limit)
@@ -613,23 +625,34 @@ def list_correlations(
             table.add_row(cid, _timestamp(first), str(count))
         console.print(table)
 
-    _run(store, action)
+    with _user_errors():
+        _run(store, action)
 
 
 @app.command()
 def demo(store: StoreOption = None) -> None:
-    """Run the demo shop: two concurrent order requests, one failing, then their trees."""
-    from .demo import run_demo  # the demo domain loads only for this command
+    """Run the demo shop and print the two causation trees it recorded.
 
-    url = resolve_store_url(store)
+    Two order requests run concurrently, each under its own correlation id; one of
+    them fails in the SMS gateway.  Both are recorded in the store (created if it does
+    not exist), read back and printed, with the commands that show them again.
+    """
+    from .demo import run_demo_on  # the demo domain loads only for this command
 
     async def run() -> None:
-        # open_store validates the URL and reports an unreachable store like the others
-        await (await _open(url)).close()
-        result = await run_demo(url)
+        message_store = await _open(resolve_store_url(store))
+        try:
+            result = await run_demo_on(message_store)
+        finally:
+            await message_store.close()
         _print_demo(_stdout(), result)
 
-    _report_errors(lambda: asyncio.run(run()))
+    with _user_errors():
+        asyncio.run(run())
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_demo(console: Console, result: DemoResult) -> None:
@@ -678,11 +701,10 @@ def _print_demo(console: Console, result: DemoResult) -> None:
         )
 
 
-async def _get(store: MessageStore, message_id: str, url: str) -> MessageRecord:
-    parsed = _parse_message_id(message_id)
-    record = await store.get(parsed)
+async def _get(store: MessageStore, message_id: UUID, url: str) -> MessageRecord:
+    record = await store.get(message_id)
     if record is None:
-        raise CliError(f"no message with id {parsed} in {url}")
+        raise CliError(f"no message with id {message_id} in {url}")
     return record
 
 

@@ -50,7 +50,7 @@ from . import (
     correlation_scope,
     uuid4,
 )
-from .store import CausationNode, MessageRecorder, open_store
+from .store import CausationNode, MessageRecorder, MessageStore, open_store
 
 __all__ = [
     "DB_LATENCY_S",
@@ -66,6 +66,7 @@ __all__ = [
     "SmsGatewayError",
     "build_shop",
     "run_demo",
+    "run_demo_on",
 ]
 
 Channel = Literal["email", "sms"]
@@ -379,46 +380,50 @@ async def _handle_request(shop: Shop, correlation_id: str, order: _Order, order_
 
 
 async def run_demo(store_url: str) -> DemoResult:
-    """Run the two concurrent requests, record them in ``store_url``, read them back.
+    """Open the store at ``store_url`` (creating it if needed), run the demo on it with
+    :func:`run_demo_on`, and close it."""
+    store = await open_store(store_url)
+    try:
+        return await run_demo_on(store)
+    finally:
+        await store.close()
+
+
+async def run_demo_on(store: MessageStore) -> DemoResult:
+    """Run the two concurrent requests, record them in ``store``, read them back.
 
     A request that fails does not stop the demo: its exception is kept, unchanged, in
-    :attr:`DemoRequest.error`.  Errors of the store itself (it cannot be opened, a
-    record cannot be written) and cancellation do propagate.
+    :attr:`DemoRequest.error`.  Errors of the store itself (a record cannot be
+    written) and cancellation do propagate.  The store stays open.
     """
     started = time.perf_counter()
     correlation_ids = [f"req-{uuid4().hex[:12]}" for _ in _ORDERS]
     order_ids = [f"ord-{uuid4().hex[:8]}" for _ in _ORDERS]
-    store = await open_store(store_url)
+    shop = build_shop()
+    recorder = MessageRecorder(store).install(shop.bus)
     try:
-        shop = build_shop()
-        recorder = MessageRecorder(store).install(shop.bus)
-        try:
-            outcomes = await asyncio.gather(
-                *(
-                    _handle_request(shop, cid, order, oid)
-                    for cid, order, oid in zip(correlation_ids, _ORDERS, order_ids, strict=True)
-                ),
-                return_exceptions=True,
-            )
-            await recorder.flush()
-        finally:
-            await recorder.close()
-        requests = []
-        for cid, order, oid, outcome in zip(
-            correlation_ids, _ORDERS, order_ids, outcomes, strict=True
-        ):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancellation, KeyboardInterrupt: not a request's failure
-            requests.append(
-                DemoRequest(
-                    correlation_id=cid,
-                    requested_by=order.user,
-                    summary=order.summary,
-                    order_id=oid,
-                    error=outcome if isinstance(outcome, Exception) else None,
-                    trees=await store.build_causation_tree(cid),
-                )
-            )
+        outcomes = await asyncio.gather(
+            *(
+                _handle_request(shop, cid, order, oid)
+                for cid, order, oid in zip(correlation_ids, _ORDERS, order_ids, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        await recorder.flush()
     finally:
-        await store.close()
-    return DemoResult(store_url, tuple(requests), time.perf_counter() - started)
+        await recorder.close()
+    requests = []
+    for cid, order, oid, outcome in zip(correlation_ids, _ORDERS, order_ids, outcomes, strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome  # cancellation, KeyboardInterrupt: not a request's failure
+        requests.append(
+            DemoRequest(
+                correlation_id=cid,
+                requested_by=order.user,
+                summary=order.summary,
+                order_id=oid,
+                error=outcome if isinstance(outcome, Exception) else None,
+                trees=await store.build_causation_tree(cid),
+            )
+        )
+    return DemoResult(store.url, tuple(requests), time.perf_counter() - started)
