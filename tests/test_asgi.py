@@ -305,3 +305,22 @@ async def test_lifespan_and_unknown_scopes_pass_through_untouched() -> None:
 
     assert seen == [("lifespan", None)]
     assert current_requested_by() is None
+
+
+async def test_the_warning_is_logged_inside_the_scope_of_the_generated_id(
+    client: httpx.AsyncClient,
+) -> None:
+    seen: list[object] = []
+
+    class RecordCorrelation(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(current_correlation_id())
+
+    handler = RecordCorrelation()
+    logging.getLogger("python_cqrs_core.asgi").addHandler(handler)
+    try:
+        response = await client.get("/ambient", headers={"X-Correlation-ID": "bad value"})
+    finally:
+        logging.getLogger("python_cqrs_core.asgi").removeHandler(handler)
+
+    assert [str(cid) for cid in seen] == [response.headers["X-Correlation-ID"]]

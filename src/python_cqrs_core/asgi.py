@@ -22,8 +22,9 @@ For every HTTP request (and WebSocket connection) the middleware:
    several times is ambiguous and is not used;
 2. without a valid value, generates a UUID.  An invalid value is logged as a warning
    on the ``python_cqrs_core.asgi`` logger *without the value* (only the header name,
-   its length and the reason), since it came from an untrusted client: it never
-   reaches a log line, a message or a response;
+   its length and the reason; the record is logged inside the scope, so a correlated
+   formatter shows the id used instead), since it came from an untrusted client: it
+   never reaches a log line, a message or a response;
 3. runs the application inside :class:`~python_cqrs_core.correlation_scope` with that
    id (and ``requested_by=callable(scope)`` when given), so every root message
    dispatched by the endpoint carries it;
@@ -82,18 +83,30 @@ def resolve_correlation_id(
     >>> isinstance(resolve_correlation_id([(b"x-correlation-id", b"bad value")]), UUID)
     True
     """
+    correlation_id, rejected = _resolve(headers, names)
+    _log_rejected(rejected)
+    return correlation_id
+
+
+_Rejection = tuple[bytes, int, str]  # header name, length of the value, reason
+
+
+def _resolve(
+    headers: Iterable[tuple[bytes, bytes]], names: Iterable[str]
+) -> tuple[UUID | str, list[_Rejection]]:
     wanted = [name.lower().encode("latin-1") for name in names]
     found: dict[bytes, list[bytes]] = {name: [] for name in wanted}
     for key, value in headers:
         values = found.get(key.lower())
         if values is not None:
             values.append(value)
+    rejected: list[_Rejection] = []
     for name in wanted:
         values = found[name]
         if not values:
             continue
         if len(values) > 1:
-            _reject(name, values[0], f"sent {len(values)} times")
+            rejected.append((name, len(values[0]), f"sent {len(values)} times"))
             continue
         raw = values[0]
         try:
@@ -102,21 +115,22 @@ def resolve_correlation_id(
                 # Checked first: UUID() alone would accept "\r<30 hex digits>\n".
                 validate_correlation_id(text)  # raises with the reason
                 raise ValueError("must be printable ASCII without whitespace")
-            return validate_correlation_id(text)
+            return validate_correlation_id(text), rejected
         except UnicodeDecodeError:
-            _reject(name, raw, "not ASCII")
+            rejected.append((name, len(raw), "not ASCII"))
         except ValueError as exc:  # the reasons never quote the value
-            _reject(name, raw, str(exc))
-    return uuid4()
+            rejected.append((name, len(raw), str(exc)))
+    return uuid4(), rejected
 
 
-def _reject(name: bytes, raw: bytes, reason: str) -> None:
-    logger.warning(
-        "ignored the %s request header (%d bytes): %s; the value is not logged",
-        name.decode("latin-1"),
-        len(raw),
-        reason,
-    )
+def _log_rejected(rejected: list[_Rejection]) -> None:
+    for name, length, reason in rejected:
+        logger.warning(
+            "ignored the %s request header (%d bytes): %s; the value is not logged",
+            name.decode("latin-1"),
+            length,
+            reason,
+        )
 
 
 class CorrelationIdMiddleware:
@@ -148,7 +162,7 @@ class CorrelationIdMiddleware:
         if scope_type != "http" and scope_type != "websocket":
             await self.app(scope, receive, send)
             return
-        correlation_id = resolve_correlation_id(scope.get("headers", ()), self._names)
+        correlation_id, rejected = _resolve(scope.get("headers", ()), self._names)
         header = (self.header, str(correlation_id).encode("ascii"))
         started = False
 
@@ -163,6 +177,7 @@ class CorrelationIdMiddleware:
             await send(message)
 
         async with correlation_scope(correlation_id, requested_by=self._requested_by(scope)):
+            _log_rejected(rejected)  # inside the scope: the line carries the id used
             try:
                 await self.app(scope, receive, send_with_header)
             except Exception:
