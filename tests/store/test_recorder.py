@@ -1,0 +1,496 @@
+"""MessageRecorder through a real Mediator: what is recorded, when, and how failures
+surface."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from python_cqrs_core import PII, BaseCommand, BaseEvent, BaseQuery, Mediator
+from python_cqrs_core.mediator import CallNext
+from python_cqrs_core.messages import BaseMessage
+from python_cqrs_core.store import (
+    MemoryStore,
+    MessageRecord,
+    MessageRecorder,
+    MessageStore,
+    StoreWriteError,
+)
+
+
+class PlaceOrder(BaseCommand):
+    order_id: int
+    email: Annotated[str, PII] = "ada@example.com"
+
+
+class OrderPlaced(BaseEvent):
+    order_id: int
+
+
+class ReserveStock(BaseCommand):
+    order_id: int
+
+
+class GetOrder(BaseQuery):
+    order_id: int
+
+
+class SmtpError(Exception):
+    pass
+
+
+class PlaceOrderHandler:
+    def __init__(self, bus: Mediator) -> None:
+        self.bus = bus
+
+    async def handle(self, command: PlaceOrder) -> int:
+        await self.bus.publish(OrderPlaced(order_id=command.order_id))
+        return command.order_id
+
+
+class ReserveOnOrderPlaced:
+    def __init__(self, bus: Mediator) -> None:
+        self.bus = bus
+
+    async def handle(self, event: OrderPlaced) -> None:
+        await self.bus.send(ReserveStock(order_id=event.order_id))
+
+
+class NotifyCustomer:
+    def __init__(self) -> None:
+        self.raised: list[SmtpError] = []
+
+    async def handle(self, event: OrderPlaced) -> None:
+        error = SmtpError(f"mail server refused order {event.order_id}")
+        self.raised.append(error)
+        raise error
+
+
+class ReserveStockHandler:
+    async def handle(self, command: ReserveStock) -> str:
+        return "reserved"
+
+
+class GetOrderHandler:
+    async def handle(self, query: GetOrder) -> dict[str, int]:
+        return {"order_id": query.order_id}
+
+
+def order_bus(*, notifier: NotifyCustomer | None = None) -> Mediator:
+    bus = Mediator()
+    bus.register(PlaceOrder, PlaceOrderHandler(bus))
+    bus.subscribe(OrderPlaced, ReserveOnOrderPlaced(bus))
+    if notifier is not None:
+        bus.subscribe(OrderPlaced, notifier)
+    bus.register(ReserveStock, ReserveStockHandler())
+    bus.register(GetOrder, GetOrderHandler())
+    return bus
+
+
+def by_type(records: Sequence[MessageRecord]) -> dict[str, MessageRecord]:
+    return {r.message_type: r for r in records}
+
+
+class CountingStore(MemoryStore):
+    """A real in-memory store that counts its appends (round trips)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appends: list[int] = []
+
+    async def append(self, records: Sequence[MessageRecord]) -> None:
+        self.appends.append(len(records))
+        await super().append(records)
+
+
+class BrokenStore(MemoryStore):
+    """A store whose disk is gone: every append fails."""
+
+    async def append(self, records: Sequence[MessageRecord]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+# -- what a chain records -----------------------------------------------------------------
+
+
+async def test_a_chain_records_outcomes_handlers_and_causation_of_every_message(
+    store: MessageStore,
+) -> None:
+    notifier = NotifyCustomer()
+    bus = order_bus(notifier=notifier)
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=7, requested_by="alice")
+
+    with pytest.raises(SmtpError) as raised:
+        await bus.send(command)
+
+    assert raised.value is notifier.raised[0]  # the handler's own exception, unchanged
+    records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+    assert [r.message_type for r in records] == ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+    place, placed, reserve = records
+    assert [r.kind for r in records] == ["command", "event", "command"]
+    assert placed.causation_id == str(place.message_id)
+    assert reserve.causation_id == str(placed.message_id)
+    assert place.causation_id is None
+    assert {r.requested_by for r in records} == {"alice"}
+    assert [(h.handler, h.outcome, h.error_type) for h in placed.handlers] == [
+        ("ReserveOnOrderPlaced", "succeeded", None),
+        ("NotifyCustomer", "failed", "SmtpError"),
+    ]
+    assert placed.handler == "ReserveOnOrderPlaced, NotifyCustomer"
+    assert (placed.outcome, placed.error_type, placed.error_message) == (
+        "failed",
+        "SmtpError",
+        "mail server refused order 7",
+    )
+    assert (place.outcome, place.error_type, place.handler) == (
+        "failed",
+        "SmtpError",
+        "PlaceOrderHandler",
+    )
+    assert (reserve.outcome, reserve.handler, reserve.error_type) == (
+        "succeeded",
+        "ReserveStockHandler",
+        None,
+    )
+    assert place.payload == {**command.model_dump(mode="json")}
+    assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in records)
+    assert place.duration_ms >= placed.duration_ms >= reserve.duration_ms  # type: ignore[operator]
+
+
+async def test_a_handled_failure_deeper_in_the_chain_does_not_fail_the_root(
+    store: MessageStore,
+) -> None:
+    bus = Mediator()
+
+    class TolerantPlaceOrder:
+        async def handle(self, command: PlaceOrder) -> int:
+            with contextlib.suppress(SmtpError):
+                await bus.publish(OrderPlaced(order_id=command.order_id))
+            return command.order_id
+
+    bus.register(PlaceOrder, TolerantPlaceOrder())
+    bus.subscribe(OrderPlaced, NotifyCustomer())
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    assert await bus.send(command) == 1
+    records = by_type(await store.by_correlation(command.correlation_id))  # type: ignore[arg-type]
+    assert records["PlaceOrder"].outcome == "succeeded"
+    assert records["OrderPlaced"].outcome == "failed"
+
+
+async def test_a_failing_command_is_recorded_failed_and_its_exception_reaches_the_caller() -> None:
+    store = MemoryStore()
+    bus = Mediator()
+    error = ValueError("order 3 is out of stock")
+
+    async def refuse(command: ReserveStock) -> None:
+        raise error
+
+    bus.register(ReserveStock, refuse)
+    MessageRecorder(store).install(bus)
+    command = ReserveStock(order_id=3)
+    with pytest.raises(ValueError) as raised:
+        await bus.send(command)
+    assert raised.value is error and not getattr(error, "__notes__", None)
+    record = await store.get(command.request_id)
+    assert record is not None
+    assert (record.outcome, record.error_type, record.error_message) == (
+        "failed",
+        "ValueError",
+        "order 3 is out of stock",
+    )
+    assert [h.outcome for h in record.handlers] == ["failed"]
+
+
+async def test_an_event_without_subscribers_is_recorded_with_no_handler() -> None:
+    store = MemoryStore()
+    bus = Mediator()
+    MessageRecorder(store).install(bus)
+    event = OrderPlaced(order_id=1)
+    await bus.publish(event)
+    record = await store.get(event.request_id)
+    assert record is not None
+    assert (record.kind, record.outcome, record.handlers, record.handler) == (
+        "event",
+        "succeeded",
+        (),
+        None,
+    )
+
+
+async def test_positions_follow_dispatch_start_order_parent_before_child() -> None:
+    store = MemoryStore()
+    bus = order_bus()
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    await bus.send(command)
+    records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+    # The child finishes first, but the parent started first and is recorded first.
+    assert [r.message_type for r in records] == ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+    assert [r.position for r in records] == sorted(r.position or 0 for r in records)
+
+
+async def test_a_whole_chain_costs_one_store_round_trip() -> None:
+    store = CountingStore()
+    bus = order_bus()
+    MessageRecorder(store).install(bus)
+    await bus.send(PlaceOrder(order_id=1))
+    await bus.send(PlaceOrder(order_id=2))
+    assert store.appends == [3, 3]
+
+
+async def test_concurrent_dispatches_inside_one_handler_join_the_chain_batch() -> None:
+    store = CountingStore()
+    bus = Mediator()
+
+    async def fan_out(command: PlaceOrder) -> None:
+        await asyncio.gather(*(bus.send(ReserveStock(order_id=n)) for n in range(5)))
+
+    bus.register(PlaceOrder, fan_out)
+    bus.register(ReserveStock, ReserveStockHandler())
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    await bus.send(command)
+    assert store.appends == [6]
+    (tree,) = await store.build_causation_tree(command.correlation_id)  # type: ignore[arg-type]
+    assert [c.record.payload["order_id"] for c in tree.children] == [0, 1, 2, 3, 4]
+
+
+# -- what is recorded, and how ------------------------------------------------------------------
+
+
+async def test_queries_are_recorded_only_when_asked() -> None:
+    for record_queries, expected in ((False, None), (True, "GetOrder")):
+        store = MemoryStore()
+        bus = order_bus()
+        MessageRecorder(store, record_queries=record_queries).install(bus)
+        query = GetOrder(order_id=5)
+        assert await bus.query(query) == {"order_id": 5}
+        record = await store.get(query.request_id)
+        assert (None if record is None else record.message_type) == expected
+
+
+async def test_redact_pii_stores_stars_for_personal_fields_only() -> None:
+    for redact, expected_email in ((False, "ada@example.com"), (True, "***")):
+        store = MemoryStore()
+        bus = order_bus()
+        MessageRecorder(store, redact_pii=redact).install(bus)
+        command = PlaceOrder(order_id=9, email="ada@example.com")
+        await bus.send(command)
+        record = await store.get(command.request_id)
+        assert record is not None
+        assert (record.payload["email"], record.payload["order_id"]) == (expected_email, 9)
+
+
+async def test_headers_carry_the_traceparent_of_the_span_handling_the_message() -> None:
+    store = MemoryStore()
+    bus = order_bus()
+    span_context = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+
+    async def tracing(message: BaseMessage, call_next: CallNext) -> Any:
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
+        try:
+            return await call_next(message)
+        finally:
+            otel_context.detach(token)
+
+    bus.add_middleware(tracing)  # outside the recorder, as documented
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    await bus.send(command)
+    record = await store.get(command.request_id)
+    assert record is not None
+    assert record.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_without_a_span_no_trace_headers_are_recorded() -> None:
+    store = MemoryStore()
+    bus = order_bus()
+    MessageRecorder(store).install(bus)
+    command = ReserveStock(order_id=1)
+    await bus.send(command)
+    record = await store.get(command.request_id)
+    assert record is not None and record.traceparent is None
+
+
+# -- store failures -----------------------------------------------------------------------
+
+
+async def test_a_dispatch_whose_records_cannot_be_written_raises_store_write_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = order_bus()
+    MessageRecorder(BrokenStore()).install(bus)
+    with pytest.raises(StoreWriteError, match="could not record 3 message") as raised:
+        await bus.send(PlaceOrder(order_id=1))
+    assert isinstance(raised.value.__cause__, OSError)
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+async def test_sending_the_same_message_twice_fails_loudly_on_the_duplicate_record(
+    store: MessageStore,
+) -> None:
+    bus = order_bus()
+    MessageRecorder(store).install(bus)
+    command = ReserveStock(order_id=1)
+    await bus.send(command)
+    with pytest.raises(StoreWriteError) as raised:
+        await bus.send(command)
+    assert isinstance(raised.value.__cause__, StoreWriteError)
+
+
+async def test_when_handler_and_store_both_fail_the_handler_error_is_raised_with_a_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    notifier = NotifyCustomer()
+    bus = order_bus(notifier=notifier)
+    MessageRecorder(BrokenStore()).install(bus)
+    with pytest.raises(SmtpError) as raised:
+        await bus.send(PlaceOrder(order_id=4))
+    assert raised.value is notifier.raised[0]
+    (note,) = raised.value.__notes__
+    assert "could not record 3 message(s)" in note and "No space left" in note
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "could not record" in errors[0].getMessage()
+
+
+# -- spawned tasks and durability modes ---------------------------------------------------
+
+
+async def test_a_dispatch_from_a_task_that_outlives_the_root_is_recorded_on_its_own() -> None:
+    store = CountingStore()
+    bus = Mediator()
+    release = asyncio.Event()
+    spawned: list[asyncio.Task[Any]] = []
+
+    async def place(command: PlaceOrder) -> None:
+        async def later() -> None:
+            await release.wait()  # runs after the root dispatch returned
+            await bus.send(ReserveStock(order_id=command.order_id))
+
+        spawned.append(asyncio.create_task(later()))
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveStock, ReserveStockHandler())
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    await bus.send(command)
+    assert store.appends == [1]
+    release.set()
+    await spawned[0]
+    assert store.appends == [1, 1]
+    records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+    assert [r.message_type for r in records] == ["PlaceOrder", "ReserveStock"]
+    assert records[1].causation_id == str(command.request_id)
+
+
+async def test_a_task_whose_dispatch_is_still_running_at_root_commit_records_it_later() -> None:
+    store = CountingStore()
+    bus = Mediator()
+    release = asyncio.Event()
+    started = asyncio.Event()
+    spawned: list[asyncio.Task[Any]] = []
+
+    async def slow_reserve(command: ReserveStock) -> None:
+        started.set()
+        await release.wait()
+
+    async def place(command: PlaceOrder) -> None:
+        spawned.append(asyncio.create_task(bus.send(ReserveStock(order_id=1))))
+        await started.wait()  # the child dispatch has begun inside the root's batch
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveStock, slow_reserve)
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    await bus.send(command)
+    assert store.appends == [1]  # the unfinished child is not in the root's commit
+    release.set()
+    await spawned[0]
+    assert store.appends == [1, 1]
+    assert len(await store.by_correlation(command.correlation_id)) == 2  # type: ignore[arg-type]
+
+
+async def test_async_durability_writes_in_the_background_and_flush_waits_for_it() -> None:
+    store = CountingStore()
+    bus = order_bus()
+    recorder = MessageRecorder(store, durability="async").install(bus)
+    commands = [PlaceOrder(order_id=n) for n in range(20)]
+    for command in commands:
+        await bus.send(command)
+    await recorder.flush()
+    assert sum(store.appends) == 60
+    assert len(store.appends) < 20  # queued chains were written together
+    for command in commands:
+        assert len(await store.by_correlation(command.correlation_id)) == 3  # type: ignore[arg-type]
+    await recorder.close()
+
+
+async def test_async_durability_reports_a_failed_background_write_on_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = order_bus()
+    recorder = MessageRecorder(BrokenStore(), durability="async").install(bus)
+    await bus.send(PlaceOrder(order_id=1))  # returns before the write
+    with pytest.raises(StoreWriteError, match="background write") as raised:
+        await recorder.flush()
+    assert isinstance(raised.value.__cause__, OSError)
+    assert any("background" in r.getMessage() for r in caplog.records)
+    await recorder.close()
+
+
+async def test_a_closed_recorder_refuses_dispatches_instead_of_dropping_records() -> None:
+    bus = order_bus()
+    recorder = MessageRecorder(MemoryStore()).install(bus)
+    await recorder.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await bus.send(ReserveStock(order_id=1))
+
+
+def test_durability_must_be_sync_or_async() -> None:
+    with pytest.raises(ValueError, match="durability"):
+        MessageRecorder(MemoryStore(), durability="eventually")  # type: ignore[arg-type]
+
+
+# -- many chains at once ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_thousand_concurrent_chains_keep_causation_inside_their_correlation(
+    store: MessageStore,
+) -> None:
+    bus = order_bus()
+    MessageRecorder(store).install(bus)
+    commands = [PlaceOrder(order_id=n) for n in range(1000)]
+    await asyncio.gather(*(bus.send(command) for command in commands))
+
+    recent = await store.recent_correlations(limit=2000)
+    assert sorted(cid for cid, _, _ in recent) == sorted(str(c.correlation_id) for c in commands)
+    assert {count for _, _, count in recent} == {3}
+    for command in commands:
+        records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+        by_id = {str(r.message_id): r for r in records}
+        for record in records:
+            if record.causation_id is not None:
+                parent = by_id[record.causation_id]  # in the same correlation
+                assert parent.correlation_id == record.correlation_id
+        (tree,) = await store.build_causation_tree(command.correlation_id)  # type: ignore[arg-type]
+        assert [n.record.message_type for _, n in tree.walk()] == [
+            "PlaceOrder",
+            "OrderPlaced",
+            "ReserveStock",
+        ]
