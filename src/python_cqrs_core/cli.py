@@ -116,7 +116,10 @@ FullIdsOption = Annotated[
     bool, typer.Option("--full-ids", help="Print whole message ids instead of 8 hex digits.")
 ]
 MessageIdArgument = Annotated[
-    str, typer.Argument(metavar="MESSAGE_ID", help="A message id (UUID), as --json prints it.")
+    str,
+    typer.Argument(
+        metavar="MESSAGE_ID", help="A message id (UUID), as `cqrs trace --full-ids` prints it."
+    ),
 ]
 
 
@@ -202,7 +205,7 @@ def _parse_message_id(value: str) -> UUID:
     except ValueError:
         raise CliError(
             f"{value!r} is not a message id: expected a UUID such as "
-            "6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44 (`cqrs trace ... --json` prints them)",
+            "6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44 (`cqrs trace ... --full-ids` prints them)",
             exit_code=2,
         ) from None
 
