@@ -27,9 +27,10 @@ which makes the handler span a ``CONSUMER`` child of the remote span::
     with TracingMiddleware.consume(record.headers):
         await bus.process(record.message)
 
-With no SDK configured (OpenTelemetry's default no-op provider) the middleware starts
-a no-op span, sees that it records nothing and has no trace to continue, and calls
-the next step directly: a few hundred nanoseconds per dispatch (measured in
+With no SDK configured, OpenTelemetry hands out a no-op span: the middleware sees that
+it records nothing and continues no trace, and calls the next step directly, with no
+attributes, baggage or context switch (about a microsecond per dispatch; with an
+explicit ``NoOpTracerProvider`` it does not even start the span; measured in
 ``docs/observability/opentelemetry.md``).
 """
 
@@ -45,7 +46,17 @@ from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NoOpTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    TracerProvider,
+    get_tracer_provider,
+)
 from opentelemetry.util.types import AttributeValue
 
 from . import __version__
@@ -153,8 +164,9 @@ class _Route(NamedTuple):
 class TracingMiddleware:
     """Mediator middleware that handles every message inside its own span.
 
-    ``tracer_provider`` defaults to the global one (resolved lazily by OpenTelemetry,
-    so instrumenting before the SDK is configured is fine).  With
+    ``tracer_provider`` defaults to the global one (OpenTelemetry resolves it lazily,
+    so instrumenting before the SDK is configured is fine).  With an explicit
+    ``NoOpTracerProvider`` the middleware only calls the next step.  With
     ``record_payload=True`` the message's own fields are added as
     ``cqrs.payload.<field>`` attributes, with fields declared
     :data:`~python_cqrs_core.PII` replaced by ``"***"``.
@@ -168,20 +180,25 @@ class TracingMiddleware:
         self, tracer_provider: TracerProvider | None = None, *, record_payload: bool = False
     ) -> None:
         self.record_payload = record_payload
-        provider = trace.get_tracer_provider() if tracer_provider is None else tracer_provider
+        self._noop = isinstance(tracer_provider, NoOpTracerProvider)
+        provider = get_tracer_provider() if tracer_provider is None else tracer_provider
         self._tracers: dict[MessageKind, Tracer] = {
             kind: provider.get_tracer(name, __version__) for kind, name in TRACER_NAMES.items()
         }
         self._routes: dict[type, _Route] = {}
 
     async def __call__(self, message: BaseMessage, call_next: CallNext) -> Any:
+        if self._noop:
+            return await call_next(message)
         route = self._routes.get(message.__class__)
         if route is None:
             route = self._route(message)
         if _consuming.get():
             return await self._consume(message, call_next, route)
         span = route.tracer.start_span(route.span_name, kind=SpanKind.INTERNAL)
-        if not span.is_recording() and not span.get_span_context().is_valid:
+        if span is INVALID_SPAN or (
+            not span.is_recording() and not span.get_span_context().is_valid
+        ):
             # No SDK and no trace to continue: nothing to record or to propagate.
             return await call_next(message)
         return await self._handle_in(span, message, call_next)
