@@ -9,11 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from python_cqrs_core.demo import (
     GATEWAY_LATENCY_S,
     DemoRequest,
     DemoResult,
+    OutOfStockError,
+    PlaceOrder,
     SmsGatewayError,
+    build_shop,
     run_demo,
 )
 from python_cqrs_core.store import CausationNode, open_store
@@ -141,6 +146,36 @@ async def test_running_the_demo_twice_adds_two_more_trees(tmp_path: Path) -> Non
         assert {cid for cid, _, _ in recent} == ids
         for request in first.requests:  # the first run's trees are untouched
             assert len(await store.build_causation_tree(request.correlation_id)) == 1
+
+
+async def test_the_shop_works_without_a_store() -> None:
+    # The demo domain is ordinary application code: the store only observes it.
+    shop = build_shop()
+    await shop.bus.send(
+        PlaceOrder(
+            order_id="ord-1", customer_id="cus-1", sku="SKU-MONITOR", quantity=3,
+            unit_price_cents=23900, notify_by="email",
+        )
+    )  # fmt: skip
+
+    assert shop.inventory.stock["SKU-MONITOR"] == 1
+    assert shop.email.sent == ["cus-1: Thank you! Order ord-1 is confirmed."]
+    assert shop.timeline == {"ord-1": ["InventoryReserved", "CustomerNotified"]}
+    assert shop.orders.orders["ord-1"].quantity == 3
+
+
+async def test_an_order_for_more_than_the_shelf_holds_is_refused() -> None:
+    shop = build_shop()
+    with pytest.raises(OutOfStockError, match="SKU-MONITOR: 5 requested, 4 on the shelf"):
+        await shop.bus.send(
+            PlaceOrder(
+                order_id="ord-2", customer_id="cus-2", sku="SKU-MONITOR", quantity=5,
+                unit_price_cents=23900, notify_by="email",
+            )
+        )  # fmt: skip
+    assert shop.inventory.stock["SKU-MONITOR"] == 4
+    # The other subscriber of OrderPlaced still ran (the mediator's event semantics).
+    assert shop.email.sent == ["cus-2: Thank you! Order ord-2 is confirmed."]
 
 
 def test_cqrs_demo_prints_both_trees_and_a_command_that_shows_them_again(

@@ -8,8 +8,8 @@ is built with the public API only, and recorded in a message store::
         print(request.correlation_id, request.error)
 
 Two HTTP requests arrive at the same time.  Each runs under its own
-:class:`~python_cqrs_core.correlation_scope`, as a gateway middleware would set it
-from the ``X-Request-ID`` header, with ``requested_by`` naming the user:
+:class:`~python_cqrs_core.correlation_scope`, as the HTTP middleware sets it from the
+``X-Correlation-ID`` header, with ``requested_by`` naming the user:
 
 - Alice orders two keyboards and wants an e-mail;
 - Bob orders a monitor and wants a text message, but the SMS gateway answers
@@ -61,6 +61,7 @@ __all__ = [
     "InventoryReserved",
     "NotifyCustomer",
     "OrderPlaced",
+    "OutOfStockError",
     "PlaceOrder",
     "ReserveInventory",
     "SmsGatewayError",
