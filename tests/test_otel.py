@@ -520,3 +520,28 @@ def test_attach_cqrs_context_sets_the_business_attributes_on_any_span(
         "cqrs.name": "OrderPlaced",
     }
     assert UUID(str(finished.attributes["business.request_id"])) == event.request_id
+
+
+async def test_cancelled_handler_ends_its_span_without_error_and_detaches_the_baggage(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    bus = Mediator()
+    instrument(bus, provider)
+    started = asyncio.Event()
+
+    async def place(command: PlaceOrder) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never set: only cancellation ends it
+
+    bus.register(PlaceOrder, place)
+    task = asyncio.create_task(bus.send(PlaceOrder(sku="A-1")))
+    await started.wait()
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
+    assert baggage.get_baggage("correlation.id") is None
