@@ -481,6 +481,27 @@ async def test_a_child_dispatched_twice_keeps_its_first_parent(bus: Mediator, se
     assert [s.message.correlation_id for s in seen] == [first_parent.request_id] * 2
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: the dispatcher treats causation_id None as 'unset', so a root message "
+    "already dispatched (cause None) gets a cause stamped when re-dispatched in a handler",
+)
+async def test_a_root_message_re_dispatched_inside_a_handler_stays_a_root(bus: Mediator, seen):
+    root = ReserveInventory(order_id="o-1")
+
+    async def place(command: PlaceOrder) -> None:
+        await bus.send(root)
+
+    async def reserve(command: ReserveInventory) -> None:
+        seen.append(Seen.now(command))
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveInventory, reserve)
+    await bus.send(root)  # dispatched as a root: correlation = own id, cause None
+    await bus.send(PlaceOrder(order_id="o-2"))
+    assert (root.correlation_id, root.causation_id) == (root.request_id, None)
+
+
 async def test_the_request_id_and_hash_never_change_when_ids_are_stamped(recording_bus):
     cmd = PlaceOrder(order_id="o-1")
     request_id, before = cmd.request_id, hash(cmd)
