@@ -41,6 +41,7 @@ import typer
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.json import JSON
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -361,25 +362,21 @@ def render_chain(chain: Sequence[MessageRecord], *, full_ids: bool = False) -> T
 def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) -> Table:
     """Messages as a chronological table with correlation and causation columns."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for header, justify in (
-        ("time (UTC)", "left"),
-        ("kind", "left"),
-        ("type", "left"),
-        ("id", "left"),
-        ("caused by", "left"),
-        ("correlation", "left"),
-        ("handler", "left"),
-        ("duration", "right"),
-        ("outcome", "left"),
-        ("requested by", "left"),
-    ):
-        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    # Cells never wrap: a table too wide for the terminal is printed whole (see
+    # _print_wide) and the terminal wraps its lines, as kubectl and docker do, rather
+    # than folding ids and names into unreadable slivers.  The outcome names the error
+    # type; the tree view and `cqrs show` print the message too.
+    for header in ("time (UTC)", "kind", "type", "id", "caused by", "correlation", "handler"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("requested by", no_wrap=True)
     for record in _chronological(records):
         error = _error_of(record)
         outcome = (
-            Text(_OK + " succeeded", style="green")
+            Text(f"{_OK} succeeded", style="green")
             if error is None
-            else Text(f"{_FAILED} {error[0]}: {error[1]}".rstrip(": "), style="red")
+            else Text(f"{_FAILED} {error[0]}", style="red")
         )
         table.add_row(
             _clock(record.requested_at),
@@ -453,6 +450,15 @@ def render_record(record: MessageRecord) -> RenderableType:
     return Group(title, body, Text("payload", style="bold"), JSON.from_data(record.payload))
 
 
+def _print_wide(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width, even when that is wider than the console."""
+    unbounded = console.options.update_width(_PIPE_WIDTH * 10)
+    width = Measurement.get(console, unbounded, table).maximum
+    if width > console.width:
+        console = Console(highlight=False, width=width)
+    console.print(table, crop=False)
+
+
 def _print_trees(
     console: Console, correlation_id: str, trees: Sequence[CausationNode], *, full_ids: bool
 ) -> None:
@@ -503,7 +509,7 @@ def trace(
                 if as_json:
                     _print_json([record.to_dict() for record in _chronological(records)])
                 else:
-                    _stdout().print(render_table(records, full_ids=full_ids))
+                    _print_wide(_stdout(), render_table(records, full_ids=full_ids))
                 return
             trees = await message_store.build_causation_tree(cid)
             if not trees:
