@@ -135,9 +135,12 @@ async def test_concurrent_tasks_each_see_their_own_scope():
 
 
 async def test_the_scope_follows_to_thread_and_create_task():
+    async def snapshot_in_task() -> tuple[object, ...]:
+        return snapshot()
+
     async with correlation_scope("ext-thread", requested_by="bob"):
         in_thread = await asyncio.to_thread(snapshot)
-        in_task = await asyncio.create_task(asyncio.sleep(0, result=snapshot()))
+        in_task = await asyncio.create_task(snapshot_in_task())
     assert in_thread == (None, "ext-thread", None, "bob")
     assert in_task == (None, "ext-thread", None, "bob")
 
