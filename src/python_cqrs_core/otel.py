@@ -15,14 +15,15 @@ span named ``process <MessageType>`` on the tracer ``cqrs.write`` (commands),
 ``cqrs.read`` (queries) or ``cqrs.events`` (events).  The span carries the message's
 business fields (:func:`attach_cqrs_context`, the guide's Pattern 1) and the OTel
 messaging conventions; while the handler runs the span is current and the baggage
-entry ``correlation.id`` is set, so a command published from an event handler
-becomes a child span, and outgoing HTTP calls carry both the ``traceparent`` and the
+entry ``correlation.id`` is set, so a command sent from an event handler gets a
+child span, and outgoing HTTP calls carry both the ``traceparent`` and the
 correlation id (the guide's Patterns 3 and 4, with no code in the handler).
 
-A message handled later or in another process continues the trace of the span that
-dispatched it: the dispatcher records :func:`python_cqrs_core.headers.trace_headers`
-with the message, and the consumer handles it inside :meth:`TracingMiddleware.consume`,
-which makes the handler span a ``CONSUMER`` child of the remote span::
+A message handled later or in another process continues the trace: while its span is
+current, :func:`python_cqrs_core.headers.trace_headers` returns the span's
+``traceparent``, which the message store records with the message; the consumer
+handles it inside :meth:`TracingMiddleware.consume`, which makes the new handler span
+a ``CONSUMER`` child of the recorded one::
 
     with TracingMiddleware.consume(record.headers):
         await bus.process(record.message)
@@ -66,6 +67,22 @@ from .pii import redacted_payload
 
 __all__ = [
     "BAGGAGE_CORRELATION_ID",
+    "BUSINESS_CAUSATION_ID",
+    "BUSINESS_CORRELATION_ID",
+    "BUSINESS_REQUEST_ID",
+    "CQRS_NAME",
+    "CQRS_PAYLOAD_PREFIX",
+    "CQRS_TYPE",
+    "MESSAGING_CONVERSATION_ID",
+    "MESSAGING_DESTINATION_NAME",
+    "MESSAGING_MESSAGE_ID",
+    "MESSAGING_OPERATION_NAME",
+    "MESSAGING_OPERATION_TYPE",
+    "MESSAGING_SYSTEM",
+    "MESSAGING_SYSTEM_VALUE",
+    "PROCESS",
+    "REQUESTED_AT",
+    "REQUESTED_BY",
     "TRACER_NAMES",
     "TracingMiddleware",
     "attach_cqrs_context",
@@ -209,10 +226,11 @@ class TracingMiddleware:
         """Handle the next message as one received from a store or broker.
 
         Inside the block, the current context is the one carried by ``headers`` (see
-        :func:`context_from_headers`), and the first message handled gets a
-        ``CONSUMER`` span, child of the span that dispatched it (same trace id,
-        remote parent).  Messages it causes are handled in-process, as ``INTERNAL``
-        spans below it.
+        :func:`context_from_headers`), and a message dispatched there gets a
+        ``CONSUMER`` span, child of the span whose ``traceparent`` the headers carry
+        (same trace id, remote parent).  Messages it causes are handled in-process,
+        as ``INTERNAL`` spans below it.  A plain (synchronous) context manager: use
+        ``with`` in async code too.
         """
         token = otel_context.attach(context_from_headers(headers))
         flag = _consuming.set(True)
