@@ -191,7 +191,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-class _CorrelatedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CorrelatedHandler(logging.StreamHandler[IO[str]]):
     """The handler :func:`configure_logging` installs (its class marks it as ours)."""
 
 
