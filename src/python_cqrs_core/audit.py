@@ -122,7 +122,8 @@ def audit(
     :class:`~python_cqrs_core.correlation_scope` and the timestamp is now.
     ``attributes`` are added as they are, e.g.
     ``**{"compliance.data_classification": "PII"}``; ``None`` values are left out.
-    ``event_name`` names the span event (the guide uses ``"invite.created"``).
+    ``event_name`` names the span event (the guide uses ``"invite.created"``).  A
+    ``resource_id`` of ``None`` (not known, e.g. the creation failed) is ``"unknown"``.
 
     >>> from python_cqrs_core import BaseCommand
     >>> class DeleteUser(BaseCommand):
@@ -139,7 +140,7 @@ def audit(
     event: dict[str, str | bool | int | float] = {
         "audit.action": action,
         "audit.resource_type": resource_type,
-        "audit.resource_id": str(resource_id),
+        "audit.resource_id": "unknown" if resource_id is None else str(resource_id),
         "audit.result": result,
     }
     if message is not None:
@@ -251,7 +252,7 @@ class AuditMiddleware:
         audit(
             action,
             resource_type=resource_type,
-            resource_id="unknown" if resource_id is None else resource_id,
+            resource_id=resource_id,
             result=outcome,
             message=message,
             include_payload=self.include_payload,
