@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner, Result
 
-from python_cqrs_core import correlation_scope, uuid4
+from python_cqrs_core import BaseCommand, Mediator, correlation_scope, uuid4
 from python_cqrs_core.cli import app
 from python_cqrs_core.demo import DemoResult, PlaceOrder, build_shop, run_demo
 from python_cqrs_core.store import CausationNode, MessageRecord, MessageRecorder, open_store
@@ -234,6 +234,47 @@ def test_trace_rejects_a_malformed_correlation_id_without_a_traceback(url: str) 
     assert result.exit_code == 2
     assert result.stderr.startswith("error: 'two words' is not a correlation id")
     assert "Traceback" not in result.output
+
+
+class ImportPrices(BaseCommand):
+    feed: str
+
+
+async def _record_a_failure(url: str, correlation_id: str, error: Exception) -> UUID:
+    bus = Mediator()
+
+    async def import_prices(command: ImportPrices) -> None:
+        raise error
+
+    bus.register(ImportPrices, import_prices)
+    async with await open_store(url) as store:
+        recorder = MessageRecorder(store).install(bus)
+        command = ImportPrices(feed="[bold]supplier[/bold]", correlation_id=correlation_id)
+        with pytest.raises(type(error)):
+            await bus.send(command)
+        await recorder.close()
+    return command.request_id
+
+
+def test_stored_text_is_printed_as_is_and_a_multiline_error_stays_on_one_line(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    cid = "req[red]:smile:"
+    message_id = run(
+        _record_a_failure(url, cid, RuntimeError("feed rejected:\n[red]row 7[/red] :x:"))
+    )
+
+    tree = cqrs("trace", cid, "--store", url)
+    assert tree.exit_code == 0, tree.output
+    assert tree.stdout.startswith(f"correlation {cid}  1 message, 1 failed, 1 root")
+    (line,) = [line for line in tree.stdout.splitlines() if "ImportPrices" in line]
+    assert line.endswith("  RuntimeError: feed rejected: …")
+
+    shown = cqrs("show", str(message_id), "--store", url)
+    assert shown.exit_code == 0, shown.output
+    assert "[red]row 7[/red] :x:" in shown.stdout
+    assert '"feed": "[bold]supplier[/bold]"' in shown.stdout
 
 
 # -- show, effects, causes ---------------------------------------------------------------

@@ -196,7 +196,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except CliError as err:
-        _stderr().print(f"error: {err}", markup=False, highlight=False)
+        _stderr().print(f"error: {err}")
         raise typer.Exit(err.exit_code) from None
 
 
@@ -223,11 +223,17 @@ def _parse_correlation_id(value: str) -> str:
 
 def _stdout() -> Console:
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
-    return Console(highlight=False, width=width)
+    return _console(width=width)
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console(stderr=True, soft_wrap=True)
+
+
+def _console(**options: Any) -> Console:
+    # Stored text (ids, types, error messages) is printed as is: no rich markup,
+    # no :emoji: codes, no automatic highlighting.
+    return Console(markup=False, emoji=False, highlight=False, **options)
 
 
 def _print_json(data: Any) -> None:
@@ -322,8 +328,21 @@ def record_line(record: MessageRecord, *, full_ids: bool = False) -> Text:
         error_type, message = error
         line.append(f"  {error_type}", style="bold red")
         if message:
-            line.append(f": {message}", style="red")
+            line.append(f": {_one_line(message)}", style="red")
     return line
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    r"""The first line of ``text``, at most ``limit`` characters (``…`` marks a cut).
+
+    >>> _one_line("connection refused\nretrying in 5 s")
+    'connection refused …'
+    """
+    lines = text.strip().splitlines() or [""]
+    first = lines[0]
+    if len(first) > limit:
+        return first[: limit - 1] + "…"
+    return first + " …" if len(lines) > 1 else first
 
 
 def render_tree(node: CausationNode, *, full_ids: bool = False) -> Tree:
@@ -455,7 +474,7 @@ def _print_wide(console: Console, table: Table) -> None:
     unbounded = console.options.update_width(_PIPE_WIDTH * 10)
     width = Measurement.get(console, unbounded, table).maximum
     if width > console.width:
-        console = Console(highlight=False, width=width)
+        console = _console(width=width)
     console.print(table, crop=False)
 
 
@@ -467,8 +486,10 @@ def _print_trees(
     first = min(record.requested_at for record in records)
     header = Text()
     header.append(f"correlation {correlation_id}", style="bold")
-    header.append(f"  {len(records)} messages, {failed} failed, ")
-    header.append(f"{len(trees)} root{'s' if len(trees) != 1 else ''}, from {_timestamp(first)}")
+    header.append(
+        f"  {_count(len(records), 'message')}, {failed} failed, "
+        f"{_count(len(trees), 'root')}, from {_timestamp(first)}"
+    )
     console.print(header)
     for tree in trees:
         console.print(render_tree(tree, full_ids=full_ids))
@@ -693,7 +714,7 @@ def _print_demo(console: Console, result: DemoResult) -> None:
     store_flag = f" --store {result.store_url}"
     console.print("See them again with:")
     for request in result.requests:
-        console.print(f"  cqrs trace {request.correlation_id}{store_flag}", markup=False)
+        console.print(f"  cqrs trace {request.correlation_id}{store_flag}")
     failed = [
         node.record
         for request in result.requests
@@ -702,12 +723,8 @@ def _print_demo(console: Console, result: DemoResult) -> None:
         if node.record.failed and not any(child.record.failed for child in node.children)
     ]
     for record in failed:
-        console.print(
-            f"  cqrs show {record.message_id}{store_flag}    # where it failed", markup=False
-        )
-        console.print(
-            f"  cqrs causes {record.message_id}{store_flag}  # how it got there", markup=False
-        )
+        console.print(f"  cqrs show {record.message_id}{store_flag}    # where it failed")
+        console.print(f"  cqrs causes {record.message_id}{store_flag}  # how it got there")
 
 
 async def _get(store: MessageStore, message_id: UUID, url: str) -> MessageRecord:
