@@ -324,3 +324,13 @@ async def test_the_warning_is_logged_inside_the_scope_of_the_generated_id(
         logging.getLogger("python_cqrs_core.asgi").removeHandler(handler)
 
     assert [str(cid) for cid in seen] == [response.headers["X-Correlation-ID"]]
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from python_cqrs_core import asgi as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -336,3 +336,13 @@ async def test_actions_resource_type_and_payload_can_be_computed_from_the_messag
     assert event["audit.resource_type"] == "createinvite"
     assert json.loads(event["audit.payload"])["email"] == "***"
     assert "jane@example.com" not in audit_log.text
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from python_cqrs_core import audit as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0

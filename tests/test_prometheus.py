@@ -207,3 +207,13 @@ def test_the_default_registry_is_prometheus_global_registry() -> None:
 
     names = {metric.name for metric in REGISTRY.collect()}
     assert {"cqrs_messages", "cqrs_message_duration_seconds"} <= names
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from python_cqrs_core import prometheus as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -89,7 +89,6 @@ async def test_a_handler_error_is_reported_with_the_message_tags_and_context(
     assert event["tags"] == {
         "business.request_id": str(command.request_id),
         "correlation_id": str(command.correlation_id),
-        "causation_id": None,
         "requested_by": "john@example.com",
         "cqrs.type": "command",
         "cqrs.name": "CreateInvite",
@@ -255,3 +254,13 @@ async def test_without_an_active_client_the_middleware_only_forwards() -> None:
 
     bus.register(CreateInvite, create)
     assert await bus.send(CreateInvite(email="a@example.com")) == "a@example.com"
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from python_cqrs_core import sentry as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0

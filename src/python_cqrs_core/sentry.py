@@ -126,8 +126,9 @@ class SentryMiddleware:
         kind = message.message_kind
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("business.request_id", str(message.request_id))
-            scope.set_tag("correlation_id", _str_or_none(message.correlation_id))
-            scope.set_tag("causation_id", _str_or_none(message.causation_id))
+            scope.set_tag("correlation_id", str(message.effective_correlation_id))
+            if message.causation_id is not None:  # None for a root message
+                scope.set_tag("causation_id", str(message.causation_id))
             scope.set_tag("cqrs.type", kind)
             scope.set_tag("cqrs.name", type(message).__name__)
             if message.requested_by is not None:
