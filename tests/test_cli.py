@@ -4,6 +4,7 @@ mediator and recorder (the demo, plus a few hand-made flows)."""
 from __future__ import annotations
 
 import asyncio
+import doctest
 import json
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -500,3 +501,11 @@ def test_demo_on_memory_says_the_trees_are_gone_after_the_process() -> None:
     assert result.stdout.count("\ncorrelation req-") == 2
     assert "memory:// lives only as long as this process" in result.stdout
     assert "cqrs trace" not in result.stdout.replace("`cqrs trace`", "")
+
+
+def test_the_docstring_examples_of_the_cli_module_hold() -> None:
+    import python_cqrs_core.cli
+
+    results = doctest.testmod(python_cqrs_core.cli)
+    assert results.attempted >= 3
+    assert results.failed == 0
