@@ -336,7 +336,7 @@ async def test_a_query_with_no_handler_raises_naming_its_type(bus: Mediator):
     ("method", "message", "expected"),
     [
         ("send", GetUser(user_id=1), r"GetUser is a query: use query\(\), not send\(\)"),
-        ("send", UserCreated(user_id=1), r"UserCreated is a event: use publish\(\), not send"),
+        ("send", UserCreated(user_id=1), r"UserCreated is an? event: use publish\(\), not send"),
         ("query", CreateUser(name="a"), r"CreateUser is a command: use send\(\), not query"),
         ("query", UserCreated(user_id=1), r"use publish\(\), not query\(\)"),
         ("publish", CreateUser(name="a"), r"use send\(\), not publish\(\)"),
