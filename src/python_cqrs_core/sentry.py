@@ -109,8 +109,8 @@ class SentryMiddleware:
     """Tag Sentry events with the message being handled, and report handler errors.
 
     ``include_payload=True`` adds the message's fields to the context, with declared
-    personal data redacted.  Without an active Sentry client (``sentry_sdk.init`` not
-    called, or no DSN) the middleware only forwards the call.
+    personal data redacted.  Without an active Sentry client (``sentry_sdk.init`` never
+    called) the middleware only forwards the call.
     """
 
     __slots__ = ("include_payload",)
