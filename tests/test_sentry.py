@@ -264,3 +264,87 @@ def test_the_docstring_examples_run() -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+FASTAPI_WITH_SENTRY = """
+import asyncio, json
+import httpx, sentry_sdk
+from fastapi import FastAPI
+from sentry_sdk.transport import Transport
+from python_cqrs_core import BaseCommand, Mediator
+from python_cqrs_core.asgi import CorrelationIdMiddleware
+from python_cqrs_core.sentry import SentryMiddleware
+
+events = []
+class CapturingTransport(Transport):
+    def capture_envelope(self, envelope):
+        if envelope.get_event() is not None:
+            events.append(envelope.get_event())
+
+# default integrations on: Sentry's own Starlette/FastAPI integrations report errors
+sentry_sdk.init(
+    dsn="{dsn}",
+    transport=CapturingTransport({{"dsn": "{dsn}"}}),
+    disabled_integrations={disabled},
+)
+
+class PlaceOrder(BaseCommand):
+    sku: str
+
+bus = Mediator(middleware=[SentryMiddleware()])
+async def place(command):
+    raise ConnectionError("timeout to postgres")
+bus.register(PlaceOrder, place)
+
+app = FastAPI()
+app.add_middleware(CorrelationIdMiddleware)
+@app.post("/orders")
+async def orders():
+    await bus.send(PlaceOrder(sku="A"))
+
+async def main():
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/orders", headers={{"X-Correlation-ID": "req-1"}})
+    sentry_sdk.flush()
+    errors = [e for e in events if "exception" in e]
+    print(json.dumps({{"status": response.status_code,
+                      "integrations": sorted(sentry_sdk.get_client().integrations),
+                      "errors": [{{"tags": e.get("tags", {{}}),
+                                  "mechanism": e["exception"]["values"][-1]["mechanism"]}}
+                                 for e in errors]}}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "disabled",
+    [
+        "[]",
+        "[__import__('sentry_sdk.integrations.dedupe').integrations.dedupe.DedupeIntegration()]",
+    ],
+    ids=["with Sentry's dedupe", "without Sentry's dedupe"],
+)
+def test_sentry_fastapi_integration_does_not_report_the_error_a_second_time(
+    disabled: str,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    # a subprocess: Sentry's integrations patch FastAPI for the whole process
+    script = FASTAPI_WITH_SENTRY.format(dsn=DSN, disabled=disabled)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert result["status"] == 500
+    assert {"fastapi", "starlette"} <= set(result["integrations"])
+    assert ("dedupe" in result["integrations"]) is (disabled == "[]")
+    [error] = result["errors"]
+    assert error["mechanism"]["type"] == MECHANISM
+    assert error["tags"]["correlation_id"] == "req-1"
+    assert error["tags"]["cqrs.name"] == "PlaceOrder"
