@@ -176,8 +176,6 @@ def create_app(
 
     app = FastAPI(title="python-cqrs-core example", lifespan=lifespan)
     app.add_middleware(CorrelationIdMiddleware, requested_by=_requested_by)
-    app.state.bus = bus
-    app.state.orders = orders
 
     @app.post("/orders", status_code=201)
     async def place_order(body: PlaceOrderBody) -> dict[str, Any]:
