@@ -302,12 +302,6 @@ async def test_a_subscriber_added_after_a_publish_receives_the_next_events(bus: 
     assert seen == [2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: with exactly one subscriber, publish() returns that subscriber's "
-    "return value instead of None as its docstring says (_fan_out returns the single "
-    "invoker unwrapped)",
-)
 async def test_publish_returns_none_even_when_the_single_subscriber_returns_a_value(
     bus: Mediator,
 ):

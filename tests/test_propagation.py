@@ -481,11 +481,6 @@ async def test_a_child_dispatched_twice_keeps_its_first_parent(bus: Mediator, se
     assert [s.message.correlation_id for s in seen] == [first_parent.request_id] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the dispatcher treats causation_id None as 'unset', so a root message "
-    "already dispatched (cause None) gets a cause stamped when re-dispatched in a handler",
-)
 async def test_a_root_message_re_dispatched_inside_a_handler_stays_a_root(bus: Mediator, seen):
     root = ReserveInventory(order_id="o-1")
 

@@ -42,7 +42,9 @@ _BLOCK = 512  # ids per os.urandom call: 8 KiB of randomness
 _set_int = UUID.__dict__["int"].__set__
 _set_is_safe = UUID.__dict__["is_safe"].__set__
 
-_block: list[UUID] = []  # the block being handed out (cleared after fork)
+# The blocks handed out lately (cleared after fork).  More than one: two threads that
+# exhaust a block at the same moment may each build one, and either can be current.
+_recent_blocks: deque[list[UUID]] = deque(maxlen=4)
 
 # Byte tables that force the version nibble (byte 6) to 4 and the variant bits
 # (byte 8) to 10xx, applied to a whole block at once with bytes.translate.
@@ -54,21 +56,21 @@ _new = object.__new__
 
 def _new_block() -> list[UUID]:
     """Build the next block of ids; every per-id step runs in C (map/deque)."""
-    global _block
     raw = bytearray(os.urandom(16 * _BLOCK))
     raw[6::16] = raw[6::16].translate(_VERSION_BYTE)
     raw[8::16] = raw[8::16].translate(_VARIANT_BYTE)
     block: list[UUID] = list(map(_new, repeat(UUID, _BLOCK)))
     deque(map(_set_int, block, map(int.from_bytes, map(raw.__getitem__, _SLICES))), maxlen=0)
     deque(map(_set_is_safe, block, repeat(SafeUUID.unknown, _BLOCK)), maxlen=0)
-    _block = block
+    _recent_blocks.append(block)
     return block
 
 
 def _discard_block_after_fork() -> None:
     # The child inherited the parent's unread ids: empty the list so the iterator
     # over it stops and the next id comes from a fresh os.urandom block.
-    _block.clear()
+    for block in _recent_blocks:
+        block.clear()
 
 
 os.register_at_fork(after_in_child=_discard_block_after_fork)

@@ -143,7 +143,9 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
             raise RuntimeError("this correlation_scope is already active; create a new one")
         outer = _trace.get()
         if outer is not None and outer.request_id is not None:
-            # A handler is running: its message stays the frame (parent beats ambient).
+            # A handler is running: its message stays the frame (parent beats ambient),
+            # and the scope reports the correlation id that is actually in effect.
+            self.correlation_id = outer.correlation_id  # type: ignore[assignment]
             self._token = _trace.set(outer)
         else:
             self._token = _trace.set(_Ambient(self.correlation_id, self.requested_by))

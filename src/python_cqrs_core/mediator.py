@@ -68,6 +68,7 @@ _Invoke = Callable[[Any], Awaitable[Any]]
 _H = TypeVar("_H")
 _M = TypeVar("_M", bound=BaseMessage)
 _KIND_METHOD = {"command": "send", "query": "query", "event": "publish"}
+_ARTICLE = {"command": "a", "query": "a", "event": "an"}
 _perf_ns = time.perf_counter_ns
 
 
@@ -131,17 +132,22 @@ def _bind(middleware: Middleware, call_next: CallNext) -> CallNext:
 def _stamp(message: BaseMessage, frame: _Frame | None) -> None:
     """Fill the unset tracing fields of a message about to be dispatched (write-once).
 
-    Root (no frame, or an ambient scope): correlation = ambient, else own request_id.
-    Child (a handler runs): correlation, causation and requested_by from the parent.
+    Root (no frame, or an ambient scope): correlation = ambient, else own request_id,
+    and the cause is final (None).  Child (a handler runs): correlation, causation and
+    requested_by from the parent.  A field counts as set once it is in the model's
+    ``fields_set``: given by the caller (even as None), inherited when the message was
+    built, or decided by an earlier dispatch; such a field is never changed.
     """
     fields = message.__dict__
     fields_set = message.__pydantic_fields_set__
     if fields["correlation_id"] is None:
         fields["correlation_id"] = message.request_id if frame is None else frame.correlation_id
         fields_set.add("correlation_id")
-    if frame is None:
-        return
-    if frame.request_id is not None and fields["causation_id"] is None:
+    if frame is None or frame.request_id is None:
+        fields_set.add("causation_id")  # dispatched as a root: it has no cause, for good
+        if frame is None:
+            return
+    elif "causation_id" not in fields_set:
         fields["causation_id"] = frame.request_id
         fields_set.add("causation_id")
     if frame.requested_by is not None and fields["requested_by"] is None:
@@ -153,7 +159,11 @@ _trace_get, _trace_set, _trace_reset = _trace.get, _trace.set, _trace.reset
 
 
 def _dispatcher(
-    routes: dict[type, _Invoke], compile_route: Callable[[object], _Invoke], doc: str
+    routes: dict[type, _Invoke],
+    compile_route: Callable[[object], _Invoke],
+    doc: str,
+    *,
+    returns_result: bool = True,
 ) -> Callable[[Any], Awaitable[Any]]:
     """Build one dispatch function (send / query / publish) of one mediator.
 
@@ -174,9 +184,10 @@ def _dispatcher(
             _stamp(message, frame)
         token = _trace_set(message)
         try:
-            return await route(message)
+            result = await route(message)
         finally:
             _trace_reset(token)
+        return result if returns_result else None
 
     dispatch.__doc__ = doc
     return dispatch
@@ -222,6 +233,7 @@ class Mediator:
 
             An event with no subscribers is fine (it still passes through middleware,
             so it is recorded).""",
+            returns_result=False,
         )
         self._dispatch_by_kind: dict[MessageKind, Callable[[Any], Awaitable[Any]]] = {
             "command": self.send,
@@ -394,7 +406,7 @@ class Mediator:
         kind = self._kind_of(message_type)
         if kind != expected:
             raise TypeError(
-                f"{message_type.__name__} is a {kind}: use {_KIND_METHOD[kind]}(), "
+                f"{message_type.__name__} is {_ARTICLE[kind]} {kind}: use {_KIND_METHOD[kind]}(), "
                 f"not {_KIND_METHOD[expected]}()"
             )
         terminal: _Invoke
