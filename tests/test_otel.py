@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -545,3 +548,44 @@ async def test_cancelled_handler_ends_its_span_without_error_and_detaches_the_ba
     assert span.status.status_code is StatusCode.UNSET
     assert span.events == ()
     assert baggage.get_baggage("correlation.id") is None
+
+
+def test_the_no_sdk_shortcut_records_spans_once_a_global_provider_is_set_later():
+    # A global provider can be set once per process: run the scenario in a child.
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from python_cqrs_core import BaseCommand, Mediator
+        from python_cqrs_core.otel import instrument
+
+        class Ping(BaseCommand):
+            n: int
+
+        async def main():
+            bus = Mediator()
+            async def pong(command):
+                return trace.get_current_span().get_span_context().is_valid
+            bus.register(Ping, pong)
+            instrument(bus)  # before any SDK: the global proxy tracer
+            assert await bus.send(Ping(n=1)) is False
+            exporter = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)
+            assert await bus.send(Ping(n=2)) is True
+            names = [span.name for span in exporter.get_finished_spans()]
+            assert names == ["process Ping"], names
+            print("ok")
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -110,3 +110,21 @@ def test_requested_by_rejects_257_characters_saying_how_many():
 def test_requested_by_rejects_non_strings(value):
     with pytest.raises(ValueError, match="must be a string"):
         validate_requested_by(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\r" + "a" * 30 + "\n",  # UUID() would strip the whitespace
+        " " + "1" * 32,
+        "550e8400-e29b-41d4-a716-44665544000\n",
+    ],
+)
+def test_uuid_like_strings_with_whitespace_are_rejected_not_parsed(value):
+    with pytest.raises(ValueError, match="printable ASCII"):
+        validate_correlation_id(value)
+
+
+def test_a_uuid_like_string_with_underscores_stays_an_opaque_string():
+    value = "a" * 8 + "_" + "b" * 23  # int(x, 16) would accept the underscore
+    assert validate_correlation_id(value) == value

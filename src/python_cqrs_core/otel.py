@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Final, NamedTuple
 
@@ -176,6 +176,32 @@ def context_from_headers(headers: Mapping[str, str]) -> Context:
 class _Route(NamedTuple):
     tracer: Tracer
     span_name: str
+    # Returns True while no SDK is configured for this tracer (None: cannot tell).
+    unconfigured: Callable[[], bool] | None
+
+
+def _unconfigured_check(tracer: Tracer) -> Callable[[], bool] | None:
+    """A cheap test for "no SDK is configured yet" on the global proxy tracer.
+
+    Until an SDK provider is set, ``get_tracer`` hands out a ``ProxyTracer`` whose
+    spans are no-ops; asking the public API (``get_tracer_provider()``) costs about
+    a microsecond per dispatch because it consults the environment.  The proxy
+    keeps its real tracer and the global provider in two attributes; reading them
+    costs tens of nanoseconds.  They are OpenTelemetry internals, so this only
+    applies when they look as expected, and otherwise (``None``) the middleware
+    starts a span and checks it, which is always correct.  As soon as a provider is
+    set, the check turns False for good and spans are recorded.
+    """
+    if type(tracer) is not trace.ProxyTracer or not hasattr(tracer, "_real_tracer"):
+        return None
+    if not hasattr(trace, "_TRACER_PROVIDER"):
+        return None
+    module = trace
+
+    def unconfigured() -> bool:
+        return tracer._real_tracer is None and module._TRACER_PROVIDER is None
+
+    return unconfigured
 
 
 class TracingMiddleware:
@@ -210,6 +236,8 @@ class TracingMiddleware:
         route = self._routes.get(message.__class__)
         if route is None:
             route = self._route(message)
+        if route.unconfigured is not None and route.unconfigured():
+            return await call_next(message)
         if _consuming.get():
             return await self._consume(message, call_next, route)
         span = route.tracer.start_span(route.span_name, kind=SpanKind.INTERNAL)
@@ -267,7 +295,8 @@ class TracingMiddleware:
 
     def _route(self, message: BaseMessage) -> _Route:
         message_type = message.__class__
-        route = _Route(self._tracers[message.message_kind], f"{PROCESS} {message_type.__name__}")
+        tracer = self._tracers[message.message_kind]
+        route = _Route(tracer, f"{PROCESS} {message_type.__name__}", _unconfigured_check(tracer))
         self._routes[message_type] = route
         return route
 

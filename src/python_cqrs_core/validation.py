@@ -34,6 +34,7 @@ MAX_CORRELATION_ID_LENGTH = 128
 MAX_REQUESTED_BY_LENGTH = 256
 
 _OPAQUE_ID = re.compile(f"[!-~]{{1,{MAX_CORRELATION_ID_LENGTH}}}")
+_UUID_TEXT = re.compile(r"(?:urn:uuid:)?\{?[0-9a-fA-F-]{32,36}\}?")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -53,12 +54,15 @@ def validate_correlation_id(value: object) -> UUID | str:
     if type(value) is UUID:
         return value
     if isinstance(value, str):
-        if 32 <= len(value) <= 45:  # the lengths UUID() accepts: hex, dashed, braces, urn
+        opaque = _OPAQUE_ID.fullmatch(value) is not None
+        # UUID() tolerates whitespace, CR/LF and underscores (it ends in int(hex, 16)),
+        # so only the textual forms of a UUID, hex digits and dashes, are parsed.
+        if opaque and _UUID_TEXT.fullmatch(value) is not None:
             try:
                 return UUID(value)
             except ValueError:
                 pass
-        if _OPAQUE_ID.fullmatch(value) is None:
+        if not opaque:
             if not value:
                 raise ValueError("must not be empty")
             if len(value) > MAX_CORRELATION_ID_LENGTH:
