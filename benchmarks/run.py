@@ -103,8 +103,11 @@ def paired_delta(a: list[float], b: list[float]) -> float:
     return statistics.median(x - y for x, y in zip(a, b, strict=True))
 
 
-def evaluate(report: dict) -> dict[str, Any]:
-    """The summary: goals, middleware overheads, store growth (JSON-ready)."""
+def evaluate(report: dict, mw_report: dict | None = None) -> dict[str, Any]:
+    """The summary: goals, middleware overheads, store growth (JSON-ready).
+
+    Middleware overheads come from ``mw_report`` (the middleware pass) when given.
+    """
     goals = []
     for g in GOALS:
         a, b = _samples(report, g.target, g.kind), _samples(report, g.reference, g.kind)
@@ -128,16 +131,17 @@ def evaluate(report: dict) -> dict[str, Any]:
         goals.append(entry)
 
     middleware = []
-    base = _samples(report, "ours", "dispatch")
-    for name in sorted(report["targets"]):
+    mw = report if mw_report is None else mw_report
+    base = _samples(mw, "ours", "dispatch")
+    for name in sorted(mw["targets"]):
         if not name.startswith(MIDDLEWARE_PREFIX):
             continue
-        s = _samples(report, name, "dispatch")
-        info = report["targets"][name]
+        s = _samples(mw, name, "dispatch")
+        info = mw["targets"][name]
         entry = {"target": name, "notes": info.get("notes", ""), "error": info.get("error")}
         if s and base:
             entry.update(
-                ns=_median_ns(report, name, "dispatch"),
+                ns=_median_ns(mw, name, "dispatch"),
                 added_ns=paired_delta(s, base),
                 ratio_to_ours=paired_ratio(s, base),
             )
@@ -485,11 +489,39 @@ def markdown_table(summary: dict, memory: dict, report: dict) -> str:
 # --------------------------------------------------------------------------- #
 # Main
 # --------------------------------------------------------------------------- #
+HARNESS_OPTIONS: dict[str, type] = {
+    "--rounds": int,
+    "--ops": int,
+    "--batch-ms": float,
+    "--min-ops": int,
+    "--warmup-ms": float,
+    "--kinds": str,
+    "--cpu": int,
+    "--no-gc": bool,
+    "--verbose": bool,
+}
+
+
+def _kinds(harness_argv: list[str]) -> set[str]:
+    """The kinds a harness command line measures (``--kinds a,b`` or ``--kinds=a,b``)."""
+    kinds = "construct,dispatch,chain"
+    for i, arg in enumerate(harness_argv):
+        if arg == "--kinds" and i + 1 < len(harness_argv):
+            kinds = harness_argv[i + 1]
+        elif arg.startswith("--kinds="):
+            kinds = arg.split("=", 1)[1]
+    return set(kinds.split(","))
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Other options (--rounds, --kinds, --ops, ...) go to the harness; "
-        "see benchmarks/harness/run.py --help.",
+        epilog="The harness options are passed on; see benchmarks/harness/run.py --help.",
+    )
+    p.add_argument(
+        "targets",
+        nargs="*",
+        help="harness targets (default: every library, then ours with each middleware)",
     )
     p.add_argument("--json", metavar="PATH", help="results JSON (default benchmarks/results/)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-op memory step")
@@ -505,14 +537,28 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         metavar="JSON",
         help="print the summary of an earlier results JSON, measure nothing",
     )
-    return p.parse_known_args(argv)
+    harness = p.add_argument_group("harness options (passed on)")
+    for flag, kind in HARNESS_OPTIONS.items():
+        if kind is bool:
+            harness.add_argument(flag, action="store_true")
+        else:
+            harness.add_argument(flag, type=kind)
+    args = p.parse_args(argv)
+    passed: list[str] = []
+    for flag, kind in HARNESS_OPTIONS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if kind is bool and value:
+            passed.append(flag)
+        elif kind is not bool and value is not None:
+            passed += [flag, str(value)]
+    return args, passed
 
 
 def main(argv: list[str] | None = None) -> int:
     args, harness_argv = parse_args(argv)
     if args.summary_only:
         report = json.loads(Path(args.summary_only).read_text())
-        summary = report.get("summary") or evaluate(report)
+        summary = report.get("summary") or evaluate(report, report.get("middleware_pass"))
         print_summary(summary, report.get("memory") or {}, report)
         return 0
 
@@ -520,8 +566,30 @@ def main(argv: list[str] | None = None) -> int:
     harness = _load_harness()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(args.json) if args.json else RESULTS / f"bench-{stamp}.json"
-    status = harness.main([*harness_argv, "--json", str(path)])
+    mw_path = path.with_name(path.stem + "-middleware.json")
+
+    # Two passes unless targets are named: the libraries (the issues' ratios), then
+    # ``ours`` with each middleware (dispatch only).  Separate passes keep what the
+    # integrations leave in the process (Sentry sets ContextVars in the task's
+    # context, which makes every ContextVar.set slower) out of the library figures.
+    mw_report = None
+    if args.targets:
+        status = harness.main([*args.targets, *harness_argv, "--json", str(path)])
+    else:
+        everything = harness.discover_targets()
+        libraries = [t for t in everything if not t.startswith(MIDDLEWARE_PREFIX)]
+        middleware = [t for t in everything if t.startswith(MIDDLEWARE_PREFIX)]
+        print("== pass 1: libraries", file=sys.stderr)
+        status = harness.main([*libraries, *harness_argv, "--json", str(path)])
+        if middleware and _kinds(harness_argv) & {"dispatch"}:
+            print("\n== pass 2: middleware (dispatch)", file=sys.stderr)
+            argv = [*harness_argv, "--kinds", "dispatch", "--json", str(mw_path)]
+            status |= harness.main(["ours", *middleware, *argv])
+            mw_report = json.loads(mw_path.read_text())
+            mw_path.unlink()
     report = json.loads(path.read_text())
+    if mw_report is not None:
+        report["middleware_pass"] = mw_report
 
     memory: dict = {}
     if not args.no_memory:
@@ -529,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = set((report["meta"]["args"].get("kinds") or "construct,dispatch,chain").split(","))
         memory = asyncio.run(measure_memory(measured, kinds))
 
-    summary = evaluate(report)
+    summary = evaluate(report, mw_report)
     if args.store_prefill and "chain" in (report["targets"].get("ours_sqlite") or {}):
         summary["store_size_check"] = asyncio.run(store_growth_check(args.store_prefill))
     report["summary"] = summary

@@ -4,7 +4,8 @@
 # unchanged: one process, round-robin rounds, gc.collect() between batches, paired
 # /direct ratios, handler-counter checks.  Local changes: a target may set VERSION
 # (the renamed python-cqrs-core 0.1.0 peer shares its distribution name with this
-# repository), and small fixes for this repository's ruff rules.
+# repository) and LOGGERS_ON (loggers a logging-middleware target enables on purpose,
+# recorded instead of warned about), and small fixes for this repository's ruff rules.
 """Side-by-side micro-benchmark of Python CQRS libraries, in one process.
 
     $VENV/bin/python run.py [TARGET ...] [--json PATH]
@@ -383,12 +384,19 @@ async def amain(args) -> int:
     jobs = await setup_jobs(names, kinds, common, report)
     # Transparency: any logger a library left enabled below WARNING makes it
     # pay for building log records the others skip.
+    # A target measuring a logging integration declares the loggers it enables on
+    # purpose in LOGGERS_ON (recorded, not warned about).
+    on_purpose = {
+        lg: job.target for job in jobs for lg in getattr(job.module, "LOGGERS_ON", ())
+    }
     loud = {
         n: logging.getLevelName(lg.level)
         for n, lg in logging.root.manager.loggerDict.items()
         if isinstance(lg, logging.Logger) and lg.level and lg.level < logging.WARNING
+        and n not in on_purpose
     }
     report["meta"]["loggers_below_warning"] = loud
+    report["meta"]["loggers_enabled_by_targets"] = on_purpose
     for n, lvl in loud.items():
         print(f"WARNING logger {n!r} is at {lvl} (harness policy is WARNING for all)",
               file=sys.stderr)

@@ -1,0 +1,30 @@
+"""``ours`` dispatch + ``python_cqrs_core.otel`` tracing with no SDK configured.
+
+``instrument(bus)`` with OpenTelemetry's default (proxy, no-op) global tracer
+provider: the situation of an application that installs the ``[otel]`` extra but
+configures no SDK.  The middleware starts a span, sees it is the invalid no-op span
+and calls the next step.  No target of this run sets a global tracer provider.
+"""
+
+from __future__ import annotations
+
+from python_cqrs_core import ICommandHandler
+from python_cqrs_core.otel import instrument
+
+from . import _mw
+from ._common import RESULT, new_calls
+from .ours import CreateUser
+
+LIBRARY = "python-cqrs-core"
+NOTES = "ours dispatch + otel.instrument(bus), default global (no-op) tracer provider"
+CALLS = new_calls()
+
+
+class CreateUserHandler(ICommandHandler[CreateUser, int]):
+    async def handle(self, command: CreateUser) -> int:
+        CALLS["dispatch"] += 1
+        return RESULT
+
+
+async def dispatch_setup():
+    return _mw.dispatch(CreateUserHandler(), configure=instrument)
