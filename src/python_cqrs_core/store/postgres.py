@@ -225,7 +225,10 @@ class PostgresStore(MessageStore):
             return
         import asyncpg
 
-        arrays = _columns(records)
+        try:
+            arrays = _columns(records)
+        except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
+            raise StoreWriteError(f"cannot encode the batch for PostgreSQL: {exc}") from exc
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute(_APPEND, *arrays)

@@ -1,12 +1,15 @@
 """The embedded message store (``sqlite:///path.db``), on the standard ``sqlite3``.
 
-The event loop never touches SQLite.  Writes go through **one writer thread** with
-its own connection: :meth:`SQLiteStore.append` puts its batch on a queue and awaits a
-future; the thread takes *everything* queued so far, commits it in one transaction,
-and resolves the futures through ``loop.call_soon_threadsafe``.  Under load many
+The event loop never calls SQLite.  Writes go through **one writer thread** with
+its own connection: :meth:`SQLiteStore.append` turns its records into rows, puts them
+on a queue and awaits a future; the thread takes *everything* queued so far, commits
+it in one transaction, and resolves the futures through ``loop.call_soon_threadsafe``.
+(Encoding on the caller's side lets encoding the next batch overlap with SQLite
+writing the previous one, since SQLite runs without the GIL.)  Under load many
 concurrent chains therefore share one commit (group commit), and an idle store
 commits a single chain at once.  Reads run on a second thread with a second
-connection; WAL mode lets them proceed while the writer commits.
+connection; WAL mode lets them proceed while the writer commits.  A third thread
+checkpoints the WAL into the database file, so that no commit waits for it.
 
 **Durability.**  The database is in WAL mode with ``synchronous=NORMAL`` by default:
 a committed transaction survives the crash or ``SIGKILL`` of the process (it is in
@@ -191,20 +194,90 @@ def _migrate(conn: sqlite3.Connection, where: str) -> int:
     return current
 
 
-_Job = tuple[Sequence[MessageRecord], "asyncio.Future[None]", asyncio.AbstractEventLoop]
+class _Job:
+    """One :meth:`SQLiteStore.append`: its rows (converted by the caller, so that the
+    writer thread spends its time in SQLite) and the future its coroutine awaits."""
+
+    __slots__ = ("correlations", "future", "loop", "rows")
+
+    def __init__(
+        self,
+        records: Sequence[MessageRecord],
+        future: asyncio.Future[None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.rows = [_row(record) for record in records]
+        # correlation id -> [correlation id, first recorded_at, count], first seen first
+        self.correlations: dict[str, list[Any]] = {}
+        for row in self.rows:
+            summary = self.correlations.get(row[3])
+            if summary is None:
+                self.correlations[row[3]] = [row[3], row[7], 1]
+            else:
+                summary[2] += 1
+        self.future = future
+        self.loop = loop
+
+
 _STOP: Final = object()
+
+
+# Commits between two WAL checkpoints (a commit of one chain writes ~6 pages, so this
+# is close to SQLite's own default of checkpointing every 1,000 pages).
+_CHECKPOINT_EVERY_COMMITS = 200
+_CHECKPOINT_EVERY_ROWS = 20_000
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database file, off the commit path.
+
+    SQLite's automatic checkpoint runs inside the ``COMMIT`` that crosses the
+    threshold, adding its ``fsync`` calls to that commit's latency; the writer turns it
+    off and wakes this thread instead, whose ``PASSIVE`` checkpoint never blocks
+    writers (nor readers).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.conn = conn
+        self.wanted = threading.Event()
+        self.stopping = False
+
+    def run(self) -> None:
+        try:
+            while True:
+                self.wanted.wait()
+                self.wanted.clear()
+                if self.stopping:
+                    return
+                try:
+                    self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    logger.warning("WAL checkpoint failed; retried later", exc_info=True)
+        finally:
+            self.conn.close()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wanted.set()
+        self.join()
 
 
 class _Writer(threading.Thread):
     """The one thread that writes: drains the queue, one transaction per drain."""
 
-    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, checkpointer: _Checkpointer, name: str) -> None:
         super().__init__(name=name, daemon=True)
         self.conn = conn
+        self.checkpointer = checkpointer
         self.queue: SimpleQueue[_Job | object] = SimpleQueue()
+        self.commits = self.rows = 0  # since the last checkpoint request
 
     def run(self) -> None:
         queue, stop = self.queue, False
+        conn = self.conn
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+        self.checkpointer.start()
         try:
             while not stop:
                 jobs: list[_Job] = []
@@ -219,8 +292,17 @@ class _Writer(threading.Thread):
                     item = queue.get()
                 if jobs:
                     self._commit(jobs)
+                    self.commits += 1
+                    self.rows += sum(len(job.rows) for job in jobs)
+                    if (
+                        self.commits >= _CHECKPOINT_EVERY_COMMITS
+                        or self.rows >= _CHECKPOINT_EVERY_ROWS
+                    ):
+                        self.commits = self.rows = 0
+                        self.checkpointer.wanted.set()
         finally:
-            self.conn.close()
+            self.checkpointer.stop()
+            conn.close()
 
     def _commit(self, jobs: list[_Job]) -> None:
         try:
@@ -242,20 +324,18 @@ class _Writer(threading.Thread):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         conn = self.conn
-        rows: list[tuple[Any, ...]] = []
-        correlations: dict[str, list[Any]] = {}
-        for records, _, _ in jobs:
-            for record in records:
-                rows.append(_row(record))
-                summary = correlations.get(record.correlation_id)
-                if summary is None:
-                    correlations[record.correlation_id] = [
-                        record.correlation_id,
-                        rows[-1][7],
-                        1,
-                    ]
-                else:
-                    summary[2] += 1
+        if len(jobs) == 1:
+            rows, correlations = jobs[0].rows, jobs[0].correlations
+        else:
+            rows, correlations = [], {}
+            for job in jobs:
+                rows.extend(job.rows)
+                for key, summary in job.correlations.items():
+                    merged = correlations.get(key)
+                    if merged is None:
+                        correlations[key] = list(summary)
+                    else:
+                        merged[2] += summary[2]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT, rows)
@@ -269,8 +349,8 @@ class _Writer(threading.Thread):
     @staticmethod
     def _resolve(jobs: list[_Job], error: BaseException | None) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, future, loop in jobs:
-            by_loop.setdefault(loop, []).append(future)
+        for job in jobs:
+            by_loop.setdefault(job.loop, []).append(job.future)
         for loop, futures in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_settle, futures, error)
@@ -357,24 +437,27 @@ class SQLiteStore(MessageStore):
         if not parent.is_dir():
             raise FileNotFoundError(f"directory {str(parent)!r} of the SQLite store does not exist")
 
-        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection]:
-            writer_conn = _connect(path, mode, busy_timeout)
+        def setup() -> tuple[sqlite3.Connection, ...]:
+            connections = [_connect(path, mode, busy_timeout)]
             try:
-                _migrate(writer_conn, url)
-                reader_conn = _connect(path, mode, busy_timeout)
+                _migrate(connections[0], url)
+                connections.append(_connect(path, mode, busy_timeout))  # reader
+                connections.append(_connect(path, mode, busy_timeout))  # checkpointer
             except BaseException:
-                writer_conn.close()
+                for conn in connections:
+                    conn.close()
                 raise
-            return writer_conn, reader_conn
+            return tuple(connections)
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cqrs-sqlite-reader")
         loop = asyncio.get_running_loop()
         try:
-            writer_conn, reader_conn = await loop.run_in_executor(executor, setup)
+            writer_conn, reader_conn, checkpoint_conn = await loop.run_in_executor(executor, setup)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        writer = _Writer(writer_conn, name=f"cqrs-sqlite-writer {path}")
+        checkpointer = _Checkpointer(checkpoint_conn, name=f"cqrs-sqlite-checkpoint {path}")
+        writer = _Writer(writer_conn, checkpointer, name=f"cqrs-sqlite-writer {path}")
         writer.start()
         return cls(url, path, writer, reader_conn, executor, mode)
 
@@ -386,7 +469,11 @@ class SQLiteStore(MessageStore):
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._writer.queue.put((records, future, loop))
+        try:
+            job = _Job(records, future, loop)
+        except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
+            raise StoreWriteError(f"cannot encode the batch for SQLite: {exc}") from exc
+        self._writer.queue.put(job)
         await future
 
     # -- reading ----------------------------------------------------------------------
