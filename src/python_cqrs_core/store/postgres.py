@@ -12,10 +12,10 @@ times, ``jsonb`` for payload, headers and handler outcomes.
   a crash of the server).
 - Migrations run under ``pg_advisory_xact_lock``, so processes opening one store at
   the same time apply each migration exactly once.
-- Traversal is a ``WITH RECURSIVE`` query over the causation index, upwards through
+- Traversal is a ``WITH RECURSIVE`` query over the indexes, upwards through
   ``message_id`` for :meth:`~PostgresStore.trace_causation`, downwards through
-  ``causation_id`` for :meth:`~PostgresStore.trace_effects`; ``UNION`` discards rows
-  already produced, so corrupted links forming a cycle end the recursion.
+  ``causation_id`` for :meth:`~PostgresStore.trace_effects`; it tracks the path
+  walked, so corrupted links forming a cycle end the recursion.
 - Every statement is parameterised; ids are stored as text (correlation ids may be
   opaque strings).
 
@@ -46,58 +46,77 @@ _COLUMNS: Final = (
     "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
     "handlers::text, headers::text, payload::text"
 )
-# One statement: insert the batch in the order given, then add it to the correlation
-# summary (locking summary rows in a fixed order, so concurrent writers cannot deadlock).
+# One statement: insert the batch in the order given, flagging the first record of
+# each correlation id not stored yet.  (Two transactions opening the same correlation at
+# the same moment may both flag a record; recent_correlations() keeps the first.)
 _APPEND: Final = """
-WITH inserted AS (
-    INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id,
-        requested_by, requested_at, recorded_at, outcome, error_type, error_message,
-        duration_ms, handlers, headers, payload)
-    SELECT b.message_id, b.kind, b.message_type, b.correlation_id, b.causation_id,
-        b.requested_by, b.requested_at, b.recorded_at, b.outcome, b.error_type,
-        b.error_message, b.duration_ms, b.handlers::jsonb, b.headers::jsonb, b.payload::jsonb
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
         $12::float8[], $13::text[], $14::text[], $15::text[])
         WITH ORDINALITY AS b (message_id, kind, message_type, correlation_id, causation_id,
             requested_by, requested_at, recorded_at, outcome, error_type, error_message,
             duration_ms, handlers, headers, payload, ord)
-    ORDER BY b.ord
-    RETURNING correlation_id, position, recorded_at
+),
+openings AS (
+    SELECT DISTINCT ON (b.correlation_id) b.ord
+    FROM batch AS b
+    WHERE NOT EXISTS (SELECT 1 FROM cqrs_messages AS m WHERE m.correlation_id = b.correlation_id)
+    ORDER BY b.correlation_id, b.ord
 )
-INSERT INTO cqrs_correlations (correlation_id, first_recorded_at, message_count)
-SELECT correlation_id, (array_agg(recorded_at ORDER BY position))[1], count(*)
-FROM inserted GROUP BY correlation_id ORDER BY correlation_id
-ON CONFLICT (correlation_id)
-DO UPDATE SET message_count = cqrs_correlations.message_count + EXCLUDED.message_count
+INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id,
+    requested_by, requested_at, recorded_at, outcome, error_type, error_message,
+    duration_ms, handlers, headers, payload, opens_correlation)
+SELECT b.message_id, b.kind, b.message_type, b.correlation_id, b.causation_id,
+    b.requested_by, b.requested_at, b.recorded_at, b.outcome, b.error_type, b.error_message,
+    b.duration_ms, b.handlers::jsonb, b.headers::jsonb, b.payload::jsonb,
+    b.ord IN (SELECT ord FROM openings)
+FROM batch AS b
+ORDER BY b.ord
 """
 _SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = $1"  # noqa: S608
 _SELECT_CORRELATION: Final = (
     f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = $1 ORDER BY position"  # noqa: S608
 )
+# Recursive queries carry whole rows (no join back to the table afterwards, which
+# the planner could turn into a scan) and the path walked so far: a record already on
+# the path is not visited again, so corrupted links forming a cycle end the recursion.
+# Each record has one parent, so no record can be reached twice otherwise.
 _SELECT_CAUSES: Final = f"""
-WITH RECURSIVE chain (message_id, causation_id) AS (
-    SELECT message_id, causation_id FROM cqrs_messages WHERE message_id = $1
-    UNION
-    SELECT m.message_id, m.causation_id
-    FROM cqrs_messages AS m JOIN chain ON m.message_id = chain.causation_id
+WITH RECURSIVE chain AS (
+    SELECT m.*, ARRAY[m.message_id] AS path FROM cqrs_messages AS m WHERE m.message_id = $1
+    UNION ALL
+    SELECT m.*, chain.path || m.message_id
+    FROM chain JOIN cqrs_messages AS m ON m.message_id = chain.causation_id
+    WHERE m.message_id <> ALL (chain.path)
 )
-SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id IN (SELECT message_id FROM chain)
+SELECT {_COLUMNS} FROM chain
 """  # noqa: S608
 _SELECT_EFFECTS: Final = f"""
-WITH RECURSIVE effects (message_id) AS (
-    SELECT message_id FROM cqrs_messages WHERE message_id = $1
-    UNION
-    SELECT m.message_id FROM cqrs_messages AS m JOIN effects ON m.causation_id = effects.message_id
+WITH RECURSIVE effects AS (
+    SELECT m.*, ARRAY[$1::text, m.message_id] AS path FROM cqrs_messages AS m
+    WHERE m.causation_id = $1 AND m.message_id <> $1
+        AND EXISTS (SELECT 1 FROM cqrs_messages WHERE message_id = $1)
+    UNION ALL
+    SELECT m.*, effects.path || m.message_id
+    FROM effects JOIN cqrs_messages AS m ON m.causation_id = effects.message_id
+    WHERE m.message_id <> ALL (effects.path)
 )
-SELECT {_COLUMNS} FROM cqrs_messages
-WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> $1
-ORDER BY position
+SELECT {_COLUMNS} FROM effects ORDER BY position
 """  # noqa: S608
-_SELECT_RECENT: Final = (
-    "SELECT correlation_id, first_recorded_at, message_count FROM cqrs_correlations "
-    "ORDER BY seq DESC LIMIT $1"
+_SELECT_RECENT: Final = """
+WITH openings AS (
+    SELECT correlation_id, recorded_at, position FROM cqrs_messages
+    WHERE opens_correlation ORDER BY position DESC LIMIT $1 + 16
+),
+firsts AS (
+    SELECT DISTINCT ON (correlation_id) correlation_id, recorded_at, position
+    FROM openings ORDER BY correlation_id, position
 )
+SELECT f.correlation_id, f.recorded_at,
+    (SELECT count(*) FROM cqrs_messages AS m WHERE m.correlation_id = f.correlation_id)
+FROM firsts AS f ORDER BY f.position DESC LIMIT $1
+"""
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads

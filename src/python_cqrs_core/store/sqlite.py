@@ -42,6 +42,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -70,13 +71,10 @@ _COLUMNS: Final = (
 _INSERT: Final = (
     "INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id, "
     "requested_by, requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
-    "handlers, headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "handlers, headers, payload, opens_correlation) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_UPSERT_CORRELATION: Final = (
-    "INSERT INTO cqrs_correlations (correlation_id, first_recorded_at, message_count) "
-    "VALUES (?, ?, ?) ON CONFLICT (correlation_id) "
-    "DO UPDATE SET message_count = message_count + excluded.message_count"
-)
+_KNOWN_CORRELATION: Final = "SELECT 1 FROM cqrs_messages WHERE correlation_id = ? LIMIT 1"
 _SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = ?"  # noqa: S608
 _SELECT_CORRELATION: Final = (
     f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = ? ORDER BY position"  # noqa: S608
@@ -102,10 +100,11 @@ SELECT {_COLUMNS} FROM cqrs_messages
 WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> ?
 ORDER BY position
 """  # noqa: S608
-_SELECT_RECENT: Final = (
-    "SELECT correlation_id, first_recorded_at, message_count FROM cqrs_correlations "
-    "ORDER BY seq DESC LIMIT ?"
+_SELECT_OPENINGS: Final = (
+    "SELECT correlation_id, recorded_at FROM cqrs_messages WHERE opens_correlation = 1 "
+    "ORDER BY position DESC LIMIT ?"
 )
+_COUNT_MESSAGES: Final = "SELECT count(*) FROM cqrs_messages WHERE correlation_id = ?"
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
@@ -133,6 +132,7 @@ def _row(record: MessageRecord) -> tuple[Any, ...]:
         else "[]",
         _dumps(record.headers) if record.headers else "{}",
         _dumps(record.payload),
+        0,  # opens_correlation: decided by the writer, inside the transaction
     )
 
 
@@ -163,7 +163,21 @@ def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL takes an exclusive lock, and SQLite reports a
+    # concurrent opener as busy at once instead of calling the busy handler: retry.
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            journal = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.005)
+    if str(journal).lower() != "wal":
+        conn.close()
+        raise RuntimeError(f"SQLite could not put {path!r} in WAL mode (got {journal!r})")
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
@@ -198,7 +212,7 @@ class _Job:
     """One :meth:`SQLiteStore.append`: its rows (converted by the caller, so that the
     writer thread spends its time in SQLite) and the future its coroutine awaits."""
 
-    __slots__ = ("correlations", "future", "loop", "rows")
+    __slots__ = ("future", "loop", "rows")
 
     def __init__(
         self,
@@ -207,14 +221,6 @@ class _Job:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.rows = [_row(record) for record in records]
-        # correlation id -> [correlation id, first recorded_at, count], first seen first
-        self.correlations: dict[str, list[Any]] = {}
-        for row in self.rows:
-            summary = self.correlations.get(row[3])
-            if summary is None:
-                self.correlations[row[3]] = [row[3], row[7], 1]
-            else:
-                summary[2] += 1
         self.future = future
         self.loop = loop
 
@@ -324,22 +330,19 @@ class _Writer(threading.Thread):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         conn = self.conn
-        if len(jobs) == 1:
-            rows, correlations = jobs[0].rows, jobs[0].correlations
-        else:
-            rows, correlations = [], {}
-            for job in jobs:
-                rows.extend(job.rows)
-                for key, summary in job.correlations.items():
-                    merged = correlations.get(key)
-                    if merged is None:
-                        correlations[key] = list(summary)
-                    else:
-                        merged[2] += summary[2]
+        rows: list[tuple[Any, ...]] = []
+        first_row: dict[str, int] = {}  # correlation id -> index of its first row here
+        for job in jobs:
+            for row in job.rows:
+                first_row.setdefault(row[3], len(rows))
+                rows.append(row)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Under the write lock: no other writer can open the same correlation now.
+            for correlation_id, index in first_row.items():
+                if conn.execute(_KNOWN_CORRELATION, (correlation_id,)).fetchone() is None:
+                    rows[index] = (*rows[index][:-1], 1)
             conn.executemany(_INSERT, rows)
-            conn.executemany(_UPSERT_CORRELATION, correlations.values())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -507,8 +510,15 @@ class SQLiteStore(MessageStore):
 
     async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
         def query(conn: sqlite3.Connection) -> list[tuple[str, datetime, int]]:
-            rows = conn.execute(_SELECT_RECENT, (max(limit, 0),)).fetchall()
-            return [(cid, datetime.fromisoformat(first), count) for cid, first, count in rows]
+            openings = conn.execute(_SELECT_OPENINGS, (max(limit, 0),)).fetchall()
+            return [
+                (
+                    cid,
+                    datetime.fromisoformat(first),
+                    conn.execute(_COUNT_MESSAGES, (cid,)).fetchone()[0],
+                )
+                for cid, first in openings
+            ]
 
         return await self._read(query)
 
