@@ -76,6 +76,14 @@ GOALS = (
     Goal("chain vs cqrs-bus 0.3.1", "chain", "ours", "cqrs_bus", 0.12, "#4"),
     Goal("chain vs direct", "chain", "ours", "direct", None, "#4"),
     Goal("chain + SQLite store vs protean 0.18.0", "chain", "ours_sqlite", "protean", 0.01, "#5"),
+    Goal(
+        "same, durability=async, 100 per commit",
+        "chain",
+        "ours_sqlite_async",
+        "protean",
+        0.01,
+        "#5",
+    ),
 )
 
 MIDDLEWARE_PREFIX = "ours_mw_"
@@ -449,9 +457,12 @@ def markdown_table(summary: dict, memory: dict, report: dict) -> str:
         "protean": "protean 0.18.0 (in-memory)",
     }
     for g in summary["goals"]:
-        if g["target"] not in ("ours", "ours_sqlite"):
+        if g["target"] not in ("ours", "ours_sqlite", "ours_sqlite_async"):
             continue
-        what = g["kind"] + (" + SQLite store" if g["target"] == "ours_sqlite" else "")
+        what = g["kind"] + {
+            "ours_sqlite": " + SQLite store",
+            "ours_sqlite_async": " + SQLite store, async durability",
+        }.get(g["target"], "")
         ref = f"{names.get(g['reference'], g['reference'])}, {_fmt_ns(g['reference_ns'])}"
         limit = "" if g["limit"] is None else f"<= {g['limit']}x"
         status = {"MET": "met", "NOT MET": "**not met**"}.get(_met(g), "")

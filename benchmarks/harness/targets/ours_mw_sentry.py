@@ -11,6 +11,7 @@ nothing is captured.
 from __future__ import annotations
 
 import contextvars
+import logging
 
 import sentry_sdk
 from sentry_sdk.transport import Transport
@@ -50,4 +51,7 @@ async def dispatch_setup():
         auto_enabling_integrations=False,
     )
     assert sentry_sdk.get_client().is_active()
+    # sentry_sdk.init sets its "sentry_sdk.errors" logger to DEBUG; harness policy is
+    # WARNING for every library (python_cqrs' target does the same for its logger).
+    logging.getLogger("sentry_sdk.errors").setLevel(logging.WARNING)
     return _mw.dispatch(CreateUserHandler(), SentryMiddleware())
