@@ -77,13 +77,14 @@ class _Batch:
 class _Entry:
     """One message being dispatched: what becomes its record when it ends."""
 
-    __slots__ = ("batch", "handlers", "headers", "message", "record", "start_ns")
+    __slots__ = ("batch", "failure", "handlers", "headers", "message", "record", "start_ns")
 
     def __init__(self, message: BaseMessage, batch: _Batch) -> None:
         self.message = message
         self.batch = batch
         self.headers = trace_headers()
         self.handlers: list[HandlerOutcome] = []
+        self.failure: HandlerOutcome | None = None  # the first handler that failed
         self.record: MessageRecord | None = None
         self.start_ns = _perf_ns()
 
@@ -176,20 +177,21 @@ class MessageRecorder:
         if entry is None or entry.message.request_id != event.message.request_id:
             return
         error = event.error
-        entry.handlers.append(
-            HandlerOutcome(
-                event.handler,
-                "succeeded" if error is None else "failed",
-                (event.duration_ns or 0) / 1e6,
-                None if error is None else type(error).__name__,
-                None if error is None else str(error),
-            )
+        duration_ms = (event.duration_ns or 0) / 1e6
+        if error is None:
+            entry.handlers.append(HandlerOutcome(event.handler, "succeeded", duration_ms))
+            return
+        outcome = HandlerOutcome(
+            event.handler, "failed", duration_ms, type(error).__name__, str(error)
         )
+        entry.handlers.append(outcome)
+        if entry.failure is None:
+            entry.failure = outcome
 
     def _make_record(self, entry: _Entry, error: BaseException | None) -> MessageRecord:
         duration_ms = (_perf_ns() - entry.start_ns) / 1e6
         message = entry.message
-        failed = next((h for h in entry.handlers if h.outcome == "failed"), None)
+        failed = entry.failure
         if failed is not None:
             error_type, error_message = failed.error_type, failed.error_message
         elif error is not None:  # raised outside any handler (e.g. an inner middleware)
@@ -197,11 +199,12 @@ class MessageRecorder:
         else:
             error_type = error_message = None
         causation = message.causation_id
+        correlation = message.correlation_id  # always set once dispatched
         return MessageRecord(
             message_id=message.request_id,
             kind=message.message_kind,
             message_type=type(message).__name__,
-            correlation_id=str(message.effective_correlation_id),
+            correlation_id=str(message.request_id if correlation is None else correlation),
             causation_id=None if causation is None else str(causation),
             requested_by=message.requested_by,
             requested_at=message.requested_at,
