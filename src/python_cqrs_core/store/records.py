@@ -246,11 +246,16 @@ class CausationNode:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready nested dict: the record's fields plus ``orphan`` and
-        ``children``."""
-        result = self.record.to_dict()
-        result["orphan"] = self.orphan
-        result["children"] = [child.to_dict() for child in self.children]
-        return result
+        ``children`` (built without recursion, so any depth is fine)."""
+        root: dict[str, Any] = {}
+        stack: list[tuple[CausationNode, dict[str, Any]]] = [(self, root)]
+        while stack:
+            node, out = stack.pop()
+            out.update(node.record.to_dict())
+            out["orphan"] = node.orphan
+            out["children"] = [{} for _ in node.children]
+            stack.extend(zip(node.children, out["children"], strict=True))
+        return root
 
 
 def assemble_trees(records: Iterable[MessageRecord]) -> list[CausationNode]:
