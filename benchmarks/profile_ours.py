@@ -125,6 +125,18 @@ def construct_rows(n: int) -> list[tuple[str, float]]:
         ),
         ("CreateUser(name=, email=) (ours, full)", best_sync(full, n) - noop),
     ]
+    # The chain's event: built inside a handler it inherits correlation, causation.
+    event = functools.partial(ours.UserRegistered, name=NAME, email=EMAIL)
+    rows.append(("UserRegistered(...) outside any handler", best_sync(event, n) - noop))
+    parent = ours.RegisterUser(name=NAME, email=EMAIL)
+    parent.__dict__["correlation_id"] = parent.request_id  # as the mediator stamps it
+    token = context._trace.set(parent)
+    try:
+        rows.append(
+            ("UserRegistered(...) inside a handler (inherits ids)", best_sync(event, n) - noop)
+        )
+    finally:
+        context._trace.reset(token)
     try:
         from targets import pcc_peer  # needs the renamed 0.1.0 peer (.bench-venv)
 
