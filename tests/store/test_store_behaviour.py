@@ -92,6 +92,24 @@ async def test_a_batch_holding_one_message_id_twice_is_rejected(
     assert await store.get(record.message_id) is None
 
 
+async def test_a_rejected_batch_does_not_fail_batches_written_at_the_same_time(
+    store: MessageStore, make_record: RecordFactory
+) -> None:
+    stored = make_record(correlation_id="first")
+    await store.append([stored])
+    good = [[make_record(correlation_id=f"good-{n}")] for n in range(20)]
+    bad = [make_record(correlation_id="bad"), make_record(message_id=stored.message_id)]
+    results = await asyncio.gather(
+        *(store.append(batch) for batch in [*good[:10], bad, *good[10:]]), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 10 + ["StoreWriteError"] + [
+        "NoneType"
+    ] * 10
+    for batch in good:
+        assert await store.get(batch[0].message_id) is not None
+    assert await store.get(bad[0].message_id) is None
+
+
 async def test_an_empty_batch_changes_nothing(store: MessageStore) -> None:
     await store.append([])
     assert await store.recent_correlations() == []

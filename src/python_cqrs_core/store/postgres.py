@@ -6,10 +6,10 @@ other's chains.  Same schema and semantics as the SQLite store (see
 times, ``jsonb`` for payload, headers and handler outcomes.
 
 - An :meth:`~PostgresStore.append` is one statement in one transaction: the batch is
-  sent as arrays (``unnest``), the message rows and the correlation summary are
-  written together, and it is committed when the call returns (PostgreSQL's own
+  sent as arrays (``unnest``) and committed when the call returns (PostgreSQL's own
   durability: with the default ``synchronous_commit=on``, a returned commit survives
-  a crash of the server).
+  a crash of the server).  Appends made while one is in flight are merged into the
+  next statement (group commit), so many concurrent chains share a commit.
 - Migrations run under ``pg_advisory_xact_lock``, so processes opening one store at
   the same time apply each migration exactly once.
 - Traversal is a ``WITH RECURSIVE`` query over the indexes, upwards through
@@ -24,6 +24,7 @@ Requires the ``postgres`` extra (``pip install python-cqrs-core[postgres]``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -122,33 +123,40 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 
 
-def _columns(records: Sequence[MessageRecord]) -> list[list[Any]]:
-    """The batch as 15 parallel arrays, one per inserted column."""
-    columns: list[list[Any]] = [[] for _ in range(15)]
-    for r in records:
-        handlers = [
-            [h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message] for h in r.handlers
-        ]
-        values = (
-            str(r.message_id),
-            r.kind,
-            r.message_type,
-            r.correlation_id,
-            r.causation_id,
-            r.requested_by,
-            r.requested_at,
-            r.recorded_at,
-            r.outcome,
-            r.error_type,
-            r.error_message,
-            r.duration_ms,
-            _dumps(handlers),
-            _dumps(r.headers),
-            _dumps(r.payload),
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+def _values(record: MessageRecord) -> tuple[Any, ...]:
+    """One record as the 15 values of its row."""
+    return (
+        str(record.message_id),
+        record.kind,
+        record.message_type,
+        record.correlation_id,
+        record.causation_id,
+        record.requested_by,
+        record.requested_at,
+        record.recorded_at,
+        record.outcome,
+        record.error_type,
+        record.error_message,
+        record.duration_ms,
+        _dumps(
+            [
+                [h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message]
+                for h in record.handlers
+            ]
+        ),
+        _dumps(record.headers),
+        _dumps(record.payload),
+    )
+
+
+class _Append:
+    """One pending :meth:`PostgresStore.append`: its rows and the future it awaits."""
+
+    __slots__ = ("future", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], future: asyncio.Future[None]) -> None:
+        self.rows = rows
+        self.future = future
 
 
 def _record(row: Any) -> MessageRecord:
@@ -171,6 +179,15 @@ def _record(row: Any) -> MessageRecord:
         headers=_loads(row[14]),
         position=row[0],
     )
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the appending task was cancelled; the write went on regardless
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _without_password(url: str) -> str:
@@ -215,6 +232,8 @@ class PostgresStore(MessageStore):
     def __init__(self, url: str, pool: Any) -> None:
         self.url = _without_password(url)
         self._pool = pool
+        self._pending: list[_Append] = []
+        self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -239,18 +258,59 @@ class PostgresStore(MessageStore):
         return cls(url, pool)
 
     async def append(self, records: Sequence[MessageRecord]) -> None:
+        """Store ``records`` atomically (see :meth:`MessageStore.append`).
+
+        Appends made while a write is in flight are sent together, in one statement
+        and one transaction, as soon as it completes (group commit); each caller still
+        gets its own result, and one rejected batch does not fail the others.
+        """
         self._check_open()
         if not records:
             return
-        import asyncpg
-
         try:
-            arrays = _columns(records)
+            rows = [_values(record) for record in records]
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(f"cannot encode the batch for PostgreSQL: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        pending = _Append(rows, loop.create_future())
+        self._pending.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_pending())
+        await pending.future
+
+    async def _write_pending(self) -> None:
+        """Write what is pending, in rounds, until nothing is (one task at a time)."""
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                await self._insert([row for pending in group for row in pending.rows])
+            except StoreWriteError as exc:
+                if len(group) == 1:
+                    _settle(group[0].future, exc)
+                    continue
+                for pending in group:  # find the culprit; the others are stored alone
+                    try:
+                        await self._insert(pending.rows)
+                    except StoreWriteError as single:
+                        _settle(pending.future, single)
+                    else:
+                        _settle(pending.future, None)
+            except BaseException as exc:  # cancelled (loop closing): nobody is left unsettled
+                for pending in [*group, *self._pending]:
+                    _settle(pending.future, StoreWriteError(f"write interrupted: {exc!r}"))
+                self._pending = []
+                raise
+            else:
+                for pending in group:
+                    _settle(pending.future, None)
+
+    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        import asyncpg
+
+        columns = [list(column) for column in zip(*rows, strict=True)]
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(_APPEND, *arrays)
+                await conn.execute(_APPEND, *columns)
         except asyncpg.UniqueViolationError as exc:
             raise StoreWriteError(
                 f"a message of the batch is already stored ({exc.detail or exc})"
@@ -285,9 +345,11 @@ class PostgresStore(MessageStore):
         return [(row[0], row[1], int(row[2])) for row in rows]
 
     async def close(self) -> None:
-        """Close the connection pool (waits for queries in progress)."""
+        """Finish pending writes, then close the connection pool."""
         if not self._closed:
             self._closed = True
+            if self._writer is not None:
+                await asyncio.shield(self._writer)
             await self._pool.close()
 
     def _check_open(self) -> None:
