@@ -4,10 +4,10 @@ The event loop never calls SQLite.  Writes go through **one writer thread** with
 its own connection: :meth:`SQLiteStore.append` turns its records into rows, puts them
 on a queue and awaits a future; the thread takes *everything* queued so far, commits
 it in one transaction, and resolves the futures through ``loop.call_soon_threadsafe``.
-(Encoding on the caller's side lets encoding the next batch overlap with SQLite
-writing the previous one, since SQLite runs without the GIL.)  Under load many
-concurrent chains therefore share one commit (group commit), and an idle store
-commits a single chain at once.  Reads run on a second thread with a second
+Under load many concurrent chains therefore share one commit (group commit), and an
+idle store commits a single chain at once.  (Encoding rows on the caller's side lets
+the next batch be encoded while SQLite, which runs without the GIL, writes the
+previous one.)  Reads run on a second thread with a second
 connection; WAL mode lets them proceed while the writer commits.  A third thread
 checkpoints the WAL into the database file, so that no commit waits for it.
 

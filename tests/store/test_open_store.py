@@ -1,0 +1,107 @@
+"""open_store(): which backend a URL selects, and what it refuses."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from python_cqrs_core.store import MemoryStore, open_store
+from python_cqrs_core.store.sqlite import SQLiteStore
+
+
+async def test_an_unknown_scheme_is_a_value_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="'mysql'"):
+        await open_store("mysql://localhost/db")
+
+
+async def test_memory_urls_open_a_new_empty_store_each_time() -> None:
+    first, second = await open_store("memory://"), await open_store("memory://")
+    assert isinstance(first, MemoryStore) and first is not second
+
+
+async def test_without_a_url_the_environment_variable_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CQRS_STORE_URL", f"sqlite:///{tmp_path / 'from-env.db'}")
+    async with await open_store() as store:
+        assert isinstance(store, SQLiteStore)
+    assert (tmp_path / "from-env.db").exists()
+
+
+async def test_without_url_or_variable_the_store_is_cqrs_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CQRS_STORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    async with await open_store() as store:
+        assert store.url == "sqlite:///cqrs.db"
+    assert (tmp_path / "cqrs.db").exists()
+
+
+async def test_sqlite_urls_take_relative_and_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    async with await open_store("sqlite:///sub/relative.db"):
+        pass
+    async with await open_store(f"sqlite:///{tmp_path}/absolute.db"):  # sqlite:////tmp/...
+        pass
+    assert (tmp_path / "sub" / "relative.db").exists()
+    assert (tmp_path / "absolute.db").exists()
+
+
+async def test_sqlite_durability_is_normal_by_default_and_full_on_request(tmp_path: Path) -> None:
+    async with await open_store(f"sqlite:///{tmp_path / 'a.db'}") as default:
+        assert isinstance(default, SQLiteStore) and default.synchronous == "normal"
+    async with await open_store(f"sqlite:///{tmp_path / 'b.db'}?synchronous=FULL") as full:
+        assert isinstance(full, SQLiteStore) and full.synchronous == "full"
+    async with await open_store(f"sqlite:///{tmp_path / 'c.db'}", synchronous="full") as opt:
+        assert isinstance(opt, SQLiteStore) and opt.synchronous == "full"
+    with pytest.raises(ValueError, match="synchronous"):
+        await open_store(f"sqlite:///{tmp_path / 'd.db'}?synchronous=off")
+
+
+async def test_an_sqlite_store_is_a_wal_database_with_a_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "cqrs.db"
+    async with await open_store(f"sqlite:///{path}"):
+        pass
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = conn.execute("SELECT version FROM cqrs_schema_version").fetchall()
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+    finally:
+        conn.close()
+    assert versions == [(1,)]
+    assert {"cqrs_messages_correlation", "cqrs_messages_causation"} <= indexes
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///:memory:", "sqlite://host/path.db", "sqlite:///"],
+)
+async def test_sqlite_urls_without_a_usable_file_path_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="SQLite"):
+        await open_store(url)
+
+
+async def test_a_store_in_a_missing_directory_is_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        await open_store(f"sqlite:///{tmp_path / 'nowhere' / 'cqrs.db'}")
+
+
+async def test_a_store_newer_than_the_library_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    async with await open_store(f"sqlite:///{path}"):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO cqrs_schema_version VALUES (99, 'from the future', '')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await open_store(f"sqlite:///{path}")
