@@ -32,7 +32,10 @@ class MemoryStore(MessageStore):
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
+        # Records as appended; their position is applied when first read (copying a
+        # frozen record on every append would be the store's main cost).
         self._records: dict[str, MessageRecord] = {}
+        self._positions: dict[str, int] = {}
         self._by_correlation: dict[str, list[str]] = {}
         self._by_causation: dict[str, list[str]] = {}
         # correlation id -> [first recorded_at, message count], in first-seen order
@@ -51,8 +54,8 @@ class MemoryStore(MessageStore):
         position = len(self._records)
         for key, record in zip(keys, records, strict=True):
             position += 1
-            record = dataclasses.replace(record, position=position)
             self._records[key] = record
+            self._positions[key] = position
             self._by_correlation.setdefault(record.correlation_id, []).append(key)
             if record.causation_id is not None:
                 self._by_causation.setdefault(record.causation_id, []).append(key)
@@ -61,16 +64,17 @@ class MemoryStore(MessageStore):
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
         self._check_open()
-        return self._records.get(id_text(message_id))
+        key = id_text(message_id)
+        return self._read(key) if key in self._records else None
 
     async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
         self._check_open()
         keys = self._by_correlation.get(id_text(correlation_id), ())
-        return [self._records[key] for key in keys]
+        return [self._read(key) for key in keys]
 
     async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
         self._check_open()
-        return order_chain(message_id, self._records)
+        return [self._read(str(r.message_id)) for r in order_chain(message_id, self._records)]
 
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
         self._check_open()
@@ -78,17 +82,17 @@ class MemoryStore(MessageStore):
         if start not in self._records:
             return []
         seen = {start}
-        found: list[MessageRecord] = []
+        found: list[str] = []
         frontier = [start]
         while frontier:
             parent = frontier.pop()
             for key in self._by_causation.get(parent, ()):
                 if key not in seen:
                     seen.add(key)
-                    found.append(self._records[key])
+                    found.append(key)
                     frontier.append(key)
-        found.sort(key=_position)
-        return found
+        found.sort(key=self._positions.__getitem__)
+        return [self._read(key) for key in found]
 
     async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
         self._check_open()
@@ -105,10 +109,12 @@ class MemoryStore(MessageStore):
         """The number of stored records."""
         return len(self._records)
 
+    def _read(self, key: str) -> MessageRecord:
+        record, position = self._records[key], self._positions[key]
+        if record.position != position:
+            record = self._records[key] = dataclasses.replace(record, position=position)
+        return record
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-
-
-def _position(record: MessageRecord) -> int:
-    return record.position or 0
