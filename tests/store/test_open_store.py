@@ -105,3 +105,30 @@ async def test_a_store_newer_than_the_library_is_refused(tmp_path: Path) -> None
     conn.close()
     with pytest.raises(RuntimeError, match="schema version 99"):
         await open_store(f"sqlite:///{path}")
+
+
+async def test_sqlite_traversal_queries_search_indexes_and_never_scan_the_table(
+    tmp_path: Path,
+) -> None:
+    from python_cqrs_core.store import sqlite as backend
+
+    path = tmp_path / "plan.db"
+    async with await open_store(f"sqlite:///{path}"):
+        pass
+    queries = {
+        "get": (backend._SELECT_ONE, ("x",)),
+        "by_correlation": (backend._SELECT_CORRELATION, ("x",)),
+        "trace_causation": (backend._SELECT_CAUSES, ("x",)),
+        "trace_effects": (backend._SELECT_EFFECTS, ("x", "x")),
+        "recent_correlations": (backend._SELECT_OPENINGS, (20,)),
+        "count": (backend._COUNT_MESSAGES, ("x",)),
+    }
+    conn = sqlite3.connect(path)
+    try:
+        for name, (sql, params) in queries.items():
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            table_scans = [step for step in plan if step.startswith("SCAN cqrs_messages")]
+            unindexed = [s for s in table_scans if "USING INDEX" not in s]
+            assert not unindexed, f"{name} scans the table: {plan}"
+    finally:
+        conn.close()
