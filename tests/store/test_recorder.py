@@ -461,6 +461,32 @@ async def test_a_closed_recorder_refuses_dispatches_instead_of_dropping_records(
         await bus.send(ReserveStock(order_id=1))
 
 
+async def test_a_payload_json_cannot_hold_is_replaced_by_a_note_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Opaque:
+        pass
+
+    class CarryOpaque(BaseCommand):
+        model_config = {"arbitrary_types_allowed": True}
+        thing: Opaque
+
+    store = MemoryStore()
+    bus = Mediator()
+
+    async def handle(command: CarryOpaque) -> str:
+        return "handled"
+
+    bus.register(CarryOpaque, handle)
+    MessageRecorder(store).install(bus)
+    command = CarryOpaque(thing=Opaque())
+    assert await bus.send(command) == "handled"
+    record = await store.get(command.request_id)
+    assert record is not None and record.outcome == "succeeded"
+    assert "unrecordable_payload" in record.payload
+    assert any("cannot be recorded as JSON" in r.getMessage() for r in caplog.records)
+
+
 def test_durability_must_be_sync_or_async() -> None:
     with pytest.raises(ValueError, match="durability"):
         MessageRecorder(MemoryStore(), durability="eventually")  # type: ignore[arg-type]

@@ -209,9 +209,7 @@ class MessageRecorder:
             requested_by=message.requested_by,
             requested_at=message.requested_at,
             recorded_at=_now(UTC),
-            payload=(
-                redacted_payload(message) if self.redact_pii else message.model_dump(mode="json")
-            ),
+            payload=self._payload(message),
             outcome="failed" if error_type is not None else "succeeded",
             handlers=tuple(entry.handlers),
             error_type=error_type,
@@ -219,6 +217,19 @@ class MessageRecorder:
             duration_ms=duration_ms,
             headers=entry.headers,
         )
+
+    def _payload(self, message: BaseMessage) -> dict[str, Any]:
+        try:
+            return redacted_payload(message) if self.redact_pii else message.model_dump(mode="json")
+        except Exception as exc:  # noqa: BLE001 - a field JSON cannot represent
+            # Never lose the record (nor mask a handler's exception) over its payload.
+            logger.warning(
+                "payload of %s %s cannot be recorded as JSON: %s",
+                type(message).__name__,
+                message.request_id,
+                exc,
+            )
+            return {"unrecordable_payload": f"{type(exc).__name__}: {exc}"}
 
     # -- committing ---------------------------------------------------------------------
 
