@@ -60,7 +60,7 @@ from pydantic import (
 )
 
 from ._ids import uuid4
-from .context import _trace
+from .context import _Frame, _trace
 from .errors import FrozenInstanceError
 from .interfaces import ICommand, IEvent, IQuery
 from .validation import MAX_REQUESTED_BY_LENGTH, validate_correlation_id, validate_requested_by
@@ -114,16 +114,10 @@ class BaseMessage(BaseModel):
     message_kind: ClassVar[MessageKind]
 
     def __init__(self, /, **data: Any) -> None:
-        # Inherit tracing ids from the dispatch context.  setdefault: a value the
-        # caller passed, even None, always wins.
-        frame = _trace.get()
-        if frame is not None:
-            data.setdefault("correlation_id", frame.correlation_id)
-            if frame.request_id is not None:  # a handler is running: it is the cause
-                data.setdefault("causation_id", frame.request_id)
-            if frame.requested_by is not None:
-                data.setdefault("requested_by", frame.requested_by)
         self.__pydantic_validator__.validate_python(data, self_instance=self)
+        frame = _trace_get()
+        if frame is not None:
+            _inherit(self, frame, data)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(
@@ -149,6 +143,30 @@ class BaseMessage(BaseModel):
         that names the business operation even for a message never dispatched.
         """
         return self.correlation_id if self.correlation_id is not None else self.request_id
+
+
+_trace_get = _trace.get
+
+
+def _inherit(message: BaseMessage, frame: _Frame, given: dict[str, Any]) -> None:
+    """Give a message built inside a handler or scope the ids of that context.
+
+    Only fields the caller did not pass (even as ``None``) are filled.  The values
+    come from a message or scope that validated them when they entered, so they are
+    written as they are instead of running the field validators again; they count as
+    set, like a value passed by the caller.
+    """
+    fields = message.__dict__
+    fields_set = message.__pydantic_fields_set__
+    if "correlation_id" not in given:
+        fields["correlation_id"] = frame.correlation_id
+        fields_set.add("correlation_id")
+    if frame.request_id is not None and "causation_id" not in given:
+        fields["causation_id"] = frame.request_id  # a handler is running: it is the cause
+        fields_set.add("causation_id")
+    if frame.requested_by is not None and "requested_by" not in given:
+        fields["requested_by"] = frame.requested_by
+        fields_set.add("requested_by")
 
 
 class BaseCommand(BaseMessage, ICommand):
