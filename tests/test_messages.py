@@ -573,3 +573,11 @@ def test_messages_of_different_types_are_never_equal():
     assert twin.request_id == cmd.request_id
     assert twin != cmd
     assert hash(twin) != hash(cmd)
+
+
+def test_model_construct_fills_the_generated_tracing_fields():
+    # model_construct skips validation but still runs the default factories.
+    first, second = (CreateUser.model_construct(name="a", email="b") for _ in range(2))
+    assert first.request_id.version == 4 and first.request_id != second.request_id
+    assert first.requested_at.tzinfo is not None
+    assert (first.correlation_id, first.causation_id, first.requested_by) == (None, None, None)

@@ -44,6 +44,7 @@ Messages are immutable: assigning a field raises
 from __future__ import annotations
 
 import functools
+import inspect
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
@@ -95,6 +96,7 @@ RequestedBy = Annotated[
 
 # C-level callables: pydantic calls default factories without a Python frame.
 _utcnow = functools.partial(datetime.now, UTC)
+_utcnow.__signature__ = inspect.Signature()  # type: ignore[attr-defined]  # see _ids.uuid4
 
 
 class BaseMessage(BaseModel):

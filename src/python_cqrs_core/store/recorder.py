@@ -237,6 +237,9 @@ class MessageRecorder:
         """Hand the batch of a finished root dispatch to the store."""
         batch.sealed = True
         records = [e.record for e in batch.entries if e.record is not None]
+        # Entries point back at their batch: let the chain's messages and records go
+        # as soon as they are written, not at the next cycle collection.
+        batch.entries.clear()
         await self._write(records, error)
 
     async def _commit_late(self, entry: _Entry, error: BaseException | None) -> None:
