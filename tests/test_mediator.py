@@ -562,3 +562,20 @@ async def test_events_handled_by_an_ievent_handler_class(bus: Mediator):
     bus.subscribe(UserCreated, Audit)
     await bus.publish(UserCreated(user_id=3))
     assert seen == [3, 3]
+
+
+async def test_an_object_with_an_async_call_method_is_called_with_the_message(bus: Mediator):
+    class Callable_:
+        def __init__(self) -> None:
+            self.seen: list[CreateUser] = []
+
+        async def __call__(self, command: CreateUser) -> str:
+            self.seen.append(command)
+            return "called"
+
+    handler = Callable_()
+    bus.register(CreateUser, handler)
+    command = CreateUser(name="a")
+    assert await bus.send(command) == "called"
+    assert handler.seen == [command]
+    assert bus.handler_names(CreateUser) == [Callable_.__qualname__]

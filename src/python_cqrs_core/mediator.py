@@ -94,13 +94,18 @@ def _handler_spec(handler: object) -> _HandlerSpec:
     """Normalise what ``register``/``subscribe`` accept into one async callable.
 
     - an object with an ``async def handle(message)`` method: called directly;
-    - an ``async def`` function taking the message: called directly;
+    - an ``async def`` function taking the message, or an object whose
+      ``async def __call__`` takes it: called directly;
     - a class, or any other zero-argument callable: a factory, called for every
       message to build the handler that handles it (a fresh instance per message).
     """
     if isinstance(handler, type) or not callable(getattr(handler, "handle", None)):
         if inspect.iscoroutinefunction(handler):
             return _HandlerSpec(_name_of(handler), cast(_Invoke, handler))
+        call = getattr(type(handler), "__call__", None)  # noqa: B004 - the class's own method
+        if not isinstance(handler, type) and inspect.iscoroutinefunction(call):
+            # an instance with ``async def __call__(self, message)``
+            return _HandlerSpec(_name_of(type(handler)), cast(_Invoke, handler))
         if not callable(handler):
             raise TypeError(
                 f"a handler must have an async handle() method, be an async function or a "
