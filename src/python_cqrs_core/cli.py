@@ -52,6 +52,7 @@ from .store import (
     CausationNode,
     MessageRecord,
     MessageStore,
+    StoreOpenError,
     open_store,
 )
 from .validation import validate_correlation_id
@@ -168,12 +169,10 @@ async def _open(url: str) -> MessageStore:
         return await open_store(url)
     except ValueError as exc:
         raise CliError(f"invalid store URL {url!r}: {exc}", exit_code=2) from None
-    except Exception as exc:  # noqa: BLE001 - drivers raise their own types (asyncpg, sqlite3)
+    except StoreOpenError as exc:
         # Opening fails for reasons the user fixes: server down, unknown database,
         # wrong credentials, a file that is not a store.  Name the cause, no traceback.
-        raise CliError(
-            f"cannot open the message store {url}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise CliError(str(exc)) from None
 
 
 def _run(store_option: str | None, action: Callable[[MessageStore, str], Awaitable[None]]) -> None:

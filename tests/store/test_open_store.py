@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from python_cqrs_core.store import MemoryStore, open_store
+from python_cqrs_core import CQRSError
+from python_cqrs_core.store import MemoryStore, StoreOpenError, open_store, url_without_password
 from python_cqrs_core.store.sqlite import SQLiteStore
 
 
@@ -91,8 +92,9 @@ async def test_sqlite_urls_without_a_usable_file_path_are_refused(url: str) -> N
 
 
 async def test_a_store_in_a_missing_directory_is_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(StoreOpenError, match="does not exist") as info:
         await open_store(f"sqlite:///{tmp_path / 'nowhere' / 'cqrs.db'}")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
 
 
 async def test_a_store_newer_than_the_library_is_refused(tmp_path: Path) -> None:
@@ -103,8 +105,9 @@ async def test_a_store_newer_than_the_library_is_refused(tmp_path: Path) -> None
     conn.execute("INSERT INTO cqrs_schema_version VALUES (99, 'from the future', '')")
     conn.commit()
     conn.close()
-    with pytest.raises(RuntimeError, match="schema version 99"):
+    with pytest.raises(StoreOpenError, match="schema version 99") as info:
         await open_store(f"sqlite:///{path}")
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 async def test_sqlite_traversal_queries_search_indexes_and_never_scan_the_table(
@@ -132,3 +135,26 @@ async def test_sqlite_traversal_queries_search_indexes_and_never_scan_the_table(
             assert not unindexed, f"{name} scans the table: {plan}"
     finally:
         conn.close()
+
+
+async def test_a_file_that_is_not_a_store_raises_store_open_error_with_the_cause(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(StoreOpenError, match="cannot open the message store") as info:
+        await open_store(f"sqlite:///{path}")
+    assert info.value.__cause__ is not None
+    assert isinstance(info.value, CQRSError)
+
+
+async def test_an_unknown_postgres_database_raises_store_open_error_without_the_password():
+    url = "postgresql://postgres:s3cret@127.0.0.1:5432/cqrs_no_such_database_xyz"
+    with pytest.raises(StoreOpenError) as info:
+        await open_store(url)
+    assert "s3cret" not in str(info.value)
+    assert "postgres:***@127.0.0.1" in str(info.value)
+
+
+def test_url_without_password_masks_only_the_password():
+    assert url_without_password("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert url_without_password("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert url_without_password("sqlite:///cqrs.db") == "sqlite:///cqrs.db"

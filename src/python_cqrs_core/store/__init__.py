@@ -16,7 +16,15 @@ operation reconstructible as a causation tree.
 See ``docs/store.md`` for backends, schema, durability and the traversal API.
 """
 
-from .base import DEFAULT_STORE_URL, STORE_URL_ENV, MessageStore, StoreWriteError, open_store
+from .base import (
+    DEFAULT_STORE_URL,
+    STORE_URL_ENV,
+    MessageStore,
+    StoreOpenError,
+    StoreWriteError,
+    open_store,
+    url_without_password,
+)
 from .memory import MemoryStore
 from .recorder import MessageRecorder
 from .records import CausationNode, HandlerOutcome, MessageRecord, assemble_trees
@@ -30,7 +38,9 @@ __all__ = [
     "MessageRecord",
     "MessageRecorder",
     "MessageStore",
+    "StoreOpenError",
     "StoreWriteError",
     "assemble_trees",
     "open_store",
+    "url_without_password",
 ]

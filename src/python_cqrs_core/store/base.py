@@ -25,22 +25,49 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from ..errors import CQRSError
 from .records import CausationNode, MessageRecord, assemble_trees
 
-__all__ = ["DEFAULT_STORE_URL", "STORE_URL_ENV", "MessageStore", "StoreWriteError", "open_store"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "STORE_URL_ENV",
+    "MessageStore",
+    "StoreOpenError",
+    "StoreWriteError",
+    "open_store",
+    "url_without_password",
+]
 
 STORE_URL_ENV = "CQRS_STORE_URL"
 """Environment variable read by :func:`open_store` when no URL is given."""
 DEFAULT_STORE_URL = "sqlite:///cqrs.db"
 """The store used when neither a URL nor ``CQRS_STORE_URL`` is given: ``./cqrs.db``."""
+
+
+class StoreOpenError(CQRSError):
+    """The store at a URL could not be opened: server down, unknown database, wrong
+    credentials, a file that is not a store, a schema newer than this library.
+
+    The driver's own exception is chained (``__cause__``); the message shows the URL
+    with its password masked.
+    """
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with the password, if any, replaced by ``***`` (safe to print)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, host = parts.netloc.rsplit("@", 1)
+    user = user_info.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class StoreWriteError(CQRSError):
@@ -144,7 +171,8 @@ async def open_store(url: str | None = None, **options: Any) -> MessageStore:
     - ``postgresql://user:password@host:port/database`` (or ``postgres://``); extra
       ``options`` go to :func:`asyncpg.create_pool` (e.g. ``min_size``, ``max_size``).
 
-    Any other scheme raises :class:`ValueError` naming it.
+    Any other scheme raises :class:`ValueError` naming it; a store that cannot be
+    opened raises :class:`StoreOpenError` with the driver's error chained.
     """
     if url is None:
         url = os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
@@ -158,12 +186,24 @@ async def open_store(url: str | None = None, **options: Any) -> MessageStore:
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        return await SQLiteStore.open(url, **options)
+        return await _opening(url, SQLiteStore.open(url, **options))
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresStore
 
-        return await PostgresStore.open(url, **options)
+        return await _opening(url, PostgresStore.open(url, **options))
     raise ValueError(
         f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, "
         "sqlite:///path.db or postgresql://user@host:port/database"
     )
+
+
+async def _opening(url: str, opening: Awaitable[MessageStore]) -> MessageStore:
+    try:
+        return await opening
+    except (ValueError, TypeError):
+        raise  # a malformed URL or option: the caller's mistake, named as such
+    except Exception as exc:
+        raise StoreOpenError(
+            f"cannot open the message store {url_without_password(url)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

@@ -32,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from .base import MessageStore, StoreWriteError
+from .base import MessageStore, StoreWriteError, url_without_password
 from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
 from .records import HandlerOutcome, MessageRecord, id_text, order_chain
 
@@ -190,15 +190,6 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-
-
 async def _migrate(conn: Any, where: str) -> int:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
@@ -230,7 +221,7 @@ class PostgresStore(MessageStore):
     """
 
     def __init__(self, url: str, pool: Any) -> None:
-        self.url = _without_password(url)
+        self.url = url_without_password(url)
         self._pool = pool
         self._pending: list[_Append] = []
         self._writer: asyncio.Task[None] | None = None
@@ -251,7 +242,7 @@ class PostgresStore(MessageStore):
         pool = await asyncpg.create_pool(dsn, **pool_options)
         try:
             async with pool.acquire() as conn:
-                await _migrate(conn, _without_password(url))
+                await _migrate(conn, url_without_password(url))
         except BaseException:
             await pool.close()
             raise
