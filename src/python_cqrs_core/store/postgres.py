@@ -34,7 +34,7 @@ from uuid import UUID
 
 from .base import MessageStore, StoreWriteError, url_without_password
 from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
-from .records import HandlerOutcome, MessageRecord, id_text, order_chain
+from .records import MessageRecord, id_text, order_chain, record_from_row
 
 __all__ = ["PostgresStore"]
 
@@ -159,26 +159,7 @@ class _Append:
         self.future = future
 
 
-def _record(row: Any) -> MessageRecord:
-    handlers = _loads(row[13])
-    return MessageRecord(
-        message_id=UUID(row[1]),
-        kind=row[2],
-        message_type=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        requested_by=row[6],
-        requested_at=row[7],
-        recorded_at=row[8],
-        payload=_loads(row[15]),
-        outcome=row[9],
-        handlers=tuple(HandlerOutcome(*h) for h in handlers),
-        error_type=row[10],
-        error_message=row[11],
-        duration_ms=row[12],
-        headers=_loads(row[14]),
-        position=row[0],
-    )
+_record = record_from_row
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

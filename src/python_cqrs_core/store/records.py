@@ -33,7 +33,8 @@ uses it, so all of them agree on roots, orphans and cycles::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -210,6 +211,41 @@ class MessageRecord:
             headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
             position=None if position is None else int(position),
         )
+
+
+ROW_COLUMNS = (
+    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
+    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, handlers, "
+    "headers, payload"
+)
+"""The column order of a stored record, as :func:`record_from_row` reads it."""
+
+
+def record_from_row(row: Sequence[Any]) -> MessageRecord:
+    """Build a record from a database row in :data:`ROW_COLUMNS` order.
+
+    ``handlers``, ``headers`` and ``payload`` are JSON text; the two times are
+    datetimes (PostgreSQL) or ISO 8601 text (SQLite).
+    """
+    handlers = json.loads(row[13])
+    return MessageRecord(
+        message_id=UUID(row[1]),
+        kind=row[2],
+        message_type=row[3],
+        correlation_id=row[4],
+        causation_id=row[5],
+        requested_by=row[6],
+        requested_at=_datetime(row[7]),
+        recorded_at=_datetime(row[8]),
+        payload=json.loads(row[15]),
+        outcome=row[9],
+        handlers=tuple(HandlerOutcome(*h) for h in handlers) if handlers else (),
+        error_type=row[10],
+        error_message=row[11],
+        duration_ms=row[12],
+        headers=json.loads(row[14]),
+        position=row[0],
+    )
 
 
 def _datetime(value: datetime | str) -> datetime:

@@ -54,7 +54,7 @@ from uuid import UUID
 
 from .base import MessageStore, StoreWriteError
 from .migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
-from .records import HandlerOutcome, MessageRecord, id_text, order_chain
+from .records import MessageRecord, id_text, order_chain, record_from_row
 
 __all__ = ["SQLiteStore", "Synchronous"]
 
@@ -63,11 +63,7 @@ logger = logging.getLogger("python_cqrs_core.store")
 Synchronous = Literal["normal", "full"]
 _T = TypeVar("_T")
 
-_COLUMNS: Final = (
-    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
-    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, handlers, "
-    "headers, payload"
-)
+_COLUMNS: Final = ROW_COLUMNS
 _INSERT: Final = (
     "INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id, "
     "requested_by, requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
@@ -136,26 +132,7 @@ def _row(record: MessageRecord) -> tuple[Any, ...]:
     )
 
 
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
-    handlers = _loads(row[13])
-    return MessageRecord(
-        message_id=UUID(row[1]),
-        kind=row[2],
-        message_type=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        requested_by=row[6],
-        requested_at=datetime.fromisoformat(row[7]),
-        recorded_at=datetime.fromisoformat(row[8]),
-        payload=_loads(row[15]),
-        outcome=row[9],
-        handlers=tuple(HandlerOutcome(*h) for h in handlers) if handlers else (),
-        error_type=row[10],
-        error_message=row[11],
-        duration_ms=row[12],
-        headers=_loads(row[14]),
-        position=row[0],
-    )
+_record = record_from_row
 
 
 def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
