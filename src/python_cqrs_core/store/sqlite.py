@@ -54,7 +54,7 @@ from uuid import UUID
 
 from .base import MessageStore, StoreWriteError
 from .migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
-from .records import MessageRecord, id_text, order_chain, record_from_row
+from .records import ROW_COLUMNS, MessageRecord, id_text, order_chain, record_from_row
 
 __all__ = ["SQLiteStore", "Synchronous"]
 
