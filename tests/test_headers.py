@@ -56,10 +56,21 @@ def test_each_call_returns_a_fresh_dict(tracer):
 
 def test_without_opentelemetry_installed_the_headers_are_empty(monkeypatch, tracer):
     monkeypatch.setattr(headers, "_resolved", False)
-    monkeypatch.setattr(headers, "_inject", None)
+    monkeypatch.setattr(headers, "_otel", None)
     monkeypatch.setitem(sys.modules, "opentelemetry.propagate", None)  # import fails
     with tracer.start_as_current_span("dispatch"):
         assert trace_headers() == {}
         assert trace_headers() == {}  # resolved once, still empty
     assert headers._resolved is True
-    assert headers._inject is None
+    assert headers._otel is None
+
+
+def test_baggage_alone_is_propagated_without_a_span():
+    from opentelemetry import baggage, context
+
+    token = context.attach(baggage.set_baggage("correlation.id", "req-1"))
+    try:
+        assert trace_headers() == {"baggage": "correlation.id=req-1"}
+    finally:
+        context.detach(token)
+    assert trace_headers() == {}

@@ -14,34 +14,41 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 
 __all__ = ["TRACEPARENT", "trace_headers"]
 
 TRACEPARENT = "traceparent"
 
-_inject: Callable[[MutableMapping[str, str]], None] | None = None
+_Inject = Callable[[MutableMapping[str, str]], None]
+_otel: tuple[_Inject, Callable[[], Mapping[str, object]]] | None = None
 _resolved = False
 
 
-def _resolve() -> Callable[[MutableMapping[str, str]], None] | None:
-    global _inject, _resolved
+def _resolve() -> tuple[_Inject, Callable[[], Mapping[str, object]]] | None:
+    global _otel, _resolved
     if not _resolved:
         try:
+            from opentelemetry.context import get_current
             from opentelemetry.propagate import inject
         except ImportError:  # the [otel] extra is not installed
-            _inject = None
+            _otel = None
         else:
-            _inject = inject
+            _otel = (inject, get_current)
         _resolved = True
-    return _inject
+    return _otel
 
 
 def trace_headers() -> dict[str, str]:
     """The W3C headers (``traceparent``, ``tracestate``, ``baggage``) of the current
     OpenTelemetry context, or ``{}`` without OpenTelemetry or an active span."""
-    inject = _resolve()
-    if inject is None:
+    otel = _resolve()
+    if otel is None:
+        return {}
+    inject, get_current = otel
+    if not get_current():
+        # An empty context holds no span and no baggage: nothing to propagate, and
+        # running the propagators to find that out costs several microseconds.
         return {}
     carrier: dict[str, str] = {}
     inject(carrier)
