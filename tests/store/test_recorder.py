@@ -19,6 +19,7 @@ from python_cqrs_core.mediator import CallNext
 from python_cqrs_core.messages import BaseMessage
 from python_cqrs_core.store import (
     MemoryStore,
+    MessageAlreadyRecordedError,
     MessageRecord,
     MessageRecorder,
     MessageStore,
@@ -341,15 +342,42 @@ async def test_a_dispatch_whose_records_cannot_be_written_raises_store_write_err
     assert any(r.levelno == logging.ERROR for r in caplog.records)
 
 
-async def test_sending_the_same_message_twice_fails_loudly_on_the_duplicate_record(
+async def test_a_recorded_message_dispatched_again_is_refused_before_its_handler_runs(
     store: MessageStore,
 ) -> None:
-    bus = order_bus()
+    bus = Mediator()
+    handled: list[ReserveStock] = []
+
+    async def reserve(command: ReserveStock) -> None:
+        handled.append(command)
+
+    bus.register(ReserveStock, reserve)
     MessageRecorder(store).install(bus)
     command = ReserveStock(order_id=1)
     await bus.send(command)
-    with pytest.raises(StoreWriteError) as raised:
+    with pytest.raises(MessageAlreadyRecordedError, match="Build a new message") as raised:
         await bus.send(command)
+    assert isinstance(raised.value, StoreWriteError)
+    assert handled == [command]  # the retry had no side effect
+    assert [r.message_id for r in await store.by_correlation(command.request_id)] == [
+        command.request_id
+    ]
+    await bus.send(ReserveStock(order_id=1))  # a new message is fine
+    assert len(handled) == 2
+
+
+async def test_a_duplicate_the_recorder_never_saw_fails_loudly_at_the_store(
+    store: MessageStore,
+) -> None:
+    # E.g. the same message recorded by another process: only the store can tell.
+    command = ReserveStock(order_id=1)
+    first, second = order_bus(), order_bus()
+    MessageRecorder(store).install(first)
+    MessageRecorder(store).install(second)
+    await first.send(command)
+    with pytest.raises(StoreWriteError) as raised:
+        await second.send(command)
+    assert not isinstance(raised.value, MessageAlreadyRecordedError)
     assert isinstance(raised.value.__cause__, StoreWriteError)
 
 

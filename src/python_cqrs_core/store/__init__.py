@@ -19,6 +19,7 @@ See ``docs/store.md`` for backends, schema, durability and the traversal API.
 from .base import (
     DEFAULT_STORE_URL,
     STORE_URL_ENV,
+    MessageAlreadyRecordedError,
     MessageStore,
     StoreOpenError,
     StoreWriteError,
@@ -35,6 +36,7 @@ __all__ = [
     "CausationNode",
     "HandlerOutcome",
     "MemoryStore",
+    "MessageAlreadyRecordedError",
     "MessageRecord",
     "MessageRecorder",
     "MessageStore",

@@ -38,6 +38,7 @@ from .records import CausationNode, MessageRecord, assemble_trees
 __all__ = [
     "DEFAULT_STORE_URL",
     "STORE_URL_ENV",
+    "MessageAlreadyRecordedError",
     "MessageStore",
     "StoreOpenError",
     "StoreWriteError",
@@ -77,6 +78,15 @@ class StoreWriteError(CQRSError):
     is stored), and by a dispatch whose records the
     :class:`~python_cqrs_core.store.MessageRecorder` could not commit; the cause is
     chained (``__cause__``).
+    """
+
+
+class MessageAlreadyRecordedError(StoreWriteError):
+    """A message that was already recorded was dispatched again.
+
+    Raised by the :class:`~python_cqrs_core.store.MessageRecorder` *before* any
+    handler runs, so a retry of the same message object has no side effects that could
+    not be recorded.  To do the same thing again, build a new message.
     """
 
 

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ from ..lifecycle import HandlerEvent
 from ..mediator import CallNext, Mediator
 from ..messages import BaseMessage, MessageKind
 from ..pii import redacted_payload
-from .base import MessageStore, StoreWriteError
+from .base import MessageAlreadyRecordedError, MessageStore, StoreWriteError
 from .records import HandlerOutcome, MessageRecord
 
 __all__ = ["Durability", "MessageRecorder"]
@@ -130,6 +131,9 @@ class MessageRecorder:
         self._writer: asyncio.Task[None] | None = None
         self._write_errors: list[BaseException] = []
         self._closed = False
+        # Messages whose records were written (or queued): dispatching one of them
+        # again is refused before its handler runs.  Weak: nothing is kept alive.
+        self._recorded: weakref.WeakSet[BaseMessage] = weakref.WeakSet()
 
     def install(self, bus: Mediator) -> MessageRecorder:
         """Add the recorder's middleware and listener to ``bus``; returns ``self``."""
@@ -145,6 +149,13 @@ class MessageRecorder:
     async def _record(self, message: BaseMessage, call_next: CallNext) -> Any:
         if self._closed:
             raise RuntimeError("this MessageRecorder is closed")
+        if message in self._recorded:
+            raise MessageAlreadyRecordedError(
+                f"{type(message).__name__} {message.request_id} was already dispatched and "
+                "recorded; a message is recorded once, so dispatching it again would run "
+                "its handler and then fail to record it. Build a new message to do it "
+                "again (it gets a new request_id)."
+            )
         current = self._current
         parent = current.get()
         root = parent is None or parent.batch.sealed
@@ -239,25 +250,31 @@ class MessageRecorder:
         records = [e.record for e in batch.entries if e.record is not None]
         # Entries point back at their batch: let the chain's messages and records go
         # as soon as they are written, not at the next cycle collection.
+        messages = [e.message for e in batch.entries if e.record is not None]
         batch.entries.clear()
-        await self._write(records, error)
+        if await self._write(records, error):
+            self._recorded.update(messages)
 
     async def _commit_late(self, entry: _Entry, error: BaseException | None) -> None:
         assert entry.record is not None
-        await self._write([entry.record], error)
+        if await self._write([entry.record], error):
+            self._recorded.add(entry.message)
 
-    async def _write(self, records: list[MessageRecord], error: BaseException | None) -> None:
+    async def _write(self, records: list[MessageRecord], error: BaseException | None) -> bool:
+        """Write (or queue) the records; False when the store refused them."""
         if self.durability == "async":
             self._queue.extend(records)
             self._drained.clear()
             self._queued.set()
             if self._writer is None:
                 self._writer = asyncio.get_running_loop().create_task(self._background())
-            return
+            return True
         try:
             await self.store.append(records)
         except Exception as store_error:  # noqa: BLE001 - raised or noted, see _report_loss
             self._report_loss(records, store_error, error)
+            return False
+        return True
 
     def _report_loss(
         self,
