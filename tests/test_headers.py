@@ -9,7 +9,7 @@ import pytest
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import TracerProvider
 
-from python_cqrs_core import headers
+from python_cqrs_core import _optional_otel
 from python_cqrs_core.headers import TRACEPARENT, trace_headers
 
 TRACEPARENT_FORMAT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -55,14 +55,15 @@ def test_each_call_returns_a_fresh_dict(tracer):
 
 
 def test_without_opentelemetry_installed_the_headers_are_empty(monkeypatch, tracer):
-    monkeypatch.setattr(headers, "_resolved", False)
-    monkeypatch.setattr(headers, "_otel", None)
+    monkeypatch.setattr(_optional_otel, "_resolved", False)
+    monkeypatch.setattr(_optional_otel, "_api", None)
     monkeypatch.setitem(sys.modules, "opentelemetry.propagate", None)  # import fails
     with tracer.start_as_current_span("dispatch"):
         assert trace_headers() == {}
         assert trace_headers() == {}  # resolved once, still empty
-    assert headers._resolved is True
-    assert headers._otel is None
+        assert _optional_otel.recording_span() is None
+    assert _optional_otel._resolved is True
+    assert _optional_otel.otel_api() is None
 
 
 def test_baggage_alone_is_propagated_without_a_span():

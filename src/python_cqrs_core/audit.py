@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from ._optional_otel import recording_span
 from .context import current_correlation_id, current_message, current_requested_by
 from .mediator import CallNext
 from .messages import BaseMessage
@@ -77,23 +78,6 @@ logger = logging.getLogger(AUDIT_LOGGER)
 
 _RESULTS: Final = frozenset(("success", "denied", "error"))
 _LEVELS: Final = {"success": logging.INFO, "denied": logging.WARNING, "error": logging.WARNING}
-
-_get_current_span: Callable[[], Any] | None = None
-_otel_resolved = False
-
-
-def _current_span() -> Any:
-    """The current OpenTelemetry span, or ``None`` without ``opentelemetry-api``."""
-    global _get_current_span, _otel_resolved
-    if not _otel_resolved:
-        try:
-            from opentelemetry.trace import get_current_span
-        except ImportError:  # the [otel] extra is not installed
-            _get_current_span = None
-        else:
-            _get_current_span = get_current_span
-        _otel_resolved = True
-    return None if _get_current_span is None else _get_current_span()
 
 
 def _attribute_value(value: object) -> str | bool | int | float:
@@ -164,8 +148,8 @@ def audit(
 
 
 def _emit(event_name: str, event: dict[str, str | bool | int | float], result: str) -> None:
-    span = _current_span()
-    if span is not None and span.is_recording():
+    span = recording_span()
+    if span is not None:
         span.add_event(event_name, attributes=event)
     if logger.isEnabledFor(_LEVELS[result]):
         logger.log(_LEVELS[result], json.dumps(event, sort_keys=True), extra={"audit": dict(event)})

@@ -36,10 +36,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from ._optional_otel import recording_span
 from .context import current_correlation_id, current_message, current_requested_by
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from .messages import BaseMessage
 
 __all__ = [
     "CORRELATION_FIELDS",
@@ -74,32 +75,36 @@ CONSOLE_FORMAT: Final = (
 """The text format of :func:`configure_logging`: ``key=value`` pairs, so the guide's
 ``grep 'correlation_id=550e8400' app.log`` finds every line of an operation."""
 
-_current_span: Callable[[], Span] | None = None
-_otel_resolved = False
-
-
-def _resolve_current_span() -> Callable[[], Span] | None:
-    global _current_span, _otel_resolved
-    if not _otel_resolved:
-        try:
-            from opentelemetry.trace import get_current_span
-        except ImportError:  # the [otel] extra is not installed
-            _current_span = None
-        else:
-            _current_span = get_current_span
-        _otel_resolved = True
-    return _current_span
-
 
 def _trace_ids() -> tuple[str, str]:
-    current_span = _resolve_current_span()
-    if current_span is None:
-        return "", ""
-    span = current_span()
-    if not span.is_recording():
+    span = recording_span()
+    if span is None:
         return "", ""
     span_context = span.get_span_context()
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+
+
+# The string fields of the last message seen.  A message's ids are final before it
+# becomes the current message (the mediator stamps, then sets the context), so an
+# identity check is exact; it saves three str(UUID) per log line of a handler.
+_last: tuple[BaseMessage | None, dict[str, str]] = (None, {})
+
+
+def _message_fields(message: BaseMessage) -> dict[str, str]:
+    global _last
+    cached_message, cached = _last
+    if cached_message is message:
+        return dict(cached)
+    causation_id = message.causation_id
+    fields = {
+        "correlation_id": str(message.effective_correlation_id),
+        "causation_id": "" if causation_id is None else str(causation_id),
+        "request_id": str(message.request_id),
+        "requested_by": message.requested_by or "",
+        "message_type": type(message).__name__,
+    }
+    _last = (message, fields)
+    return dict(fields)
 
 
 def correlation_fields() -> dict[str, str]:
@@ -116,14 +121,7 @@ def correlation_fields() -> dict[str, str]:
     """
     message = current_message()
     if message is not None:
-        causation_id = message.causation_id
-        fields = {
-            "correlation_id": str(message.effective_correlation_id),
-            "causation_id": "" if causation_id is None else str(causation_id),
-            "request_id": str(message.request_id),
-            "requested_by": message.requested_by or "",
-            "message_type": type(message).__name__,
-        }
+        fields = _message_fields(message)
     else:
         correlation_id = current_correlation_id()
         fields = {
