@@ -8,44 +8,16 @@ from typing import Annotated, Any
 
 import pytest
 import sentry_sdk
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
 from python_cqrs_core import PII, BaseCommand, BaseEvent, Mediator
 from python_cqrs_core.sentry import MECHANISM, SentryMiddleware
-
-DSN = "http://public@127.0.0.1:1/1"  # never contacted: the transport below captures
-
-
-class CapturingTransport(Transport):
-    """Keeps every event sent to Sentry in memory."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.events: list[dict[str, Any]] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        event = envelope.get_event()
-        if event is not None:
-            self.events.append(event)
-
-
-def init_sentry(**options: Any) -> CapturingTransport:
-    transport = CapturingTransport()
-    sentry_sdk.init(dsn=DSN, transport=transport, default_integrations=False, **options)
-    return transport
+from sentry_capture import DSN, CapturingTransport, close_sentry, init_sentry
 
 
 @pytest.fixture
 def sentry() -> Iterator[CapturingTransport]:
     yield init_sentry()
     close_sentry()
-
-
-def close_sentry() -> None:
-    """Back to Sentry's inactive client, as if ``sentry_sdk.init`` was never called."""
-    sentry_sdk.get_client().close()
-    sentry_sdk.get_global_scope().set_client(None)
 
 
 class CreateInvite(BaseCommand):

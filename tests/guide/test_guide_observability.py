@@ -41,16 +41,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
 from python_cqrs_core import BaseCommand, ICommandHandler, Mediator
 from python_cqrs_core.audit import AUDIT_EVENT_SCHEMA, audit
 from python_cqrs_core.otel import attach_cqrs_context
 from python_cqrs_core.sentry import SentryMiddleware
-
-DSN = "http://public@127.0.0.1:1/1"
-
+from sentry_capture import DSN, close_sentry, init_sentry
 
 # -- what the guide leaves out ----------------------------------------------------------
 
@@ -81,24 +77,11 @@ class InviteRepository:
         return result
 
 
-class CapturingTransport(Transport):
-    def __init__(self) -> None:
-        super().__init__({"dsn": DSN})
-        self.events: list[dict[str, Any]] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        event = envelope.get_event()
-        if event is not None:
-            self.events.append(event)
-
-
 @pytest.fixture
 def sentry_events() -> Iterator[list[dict[str, Any]]]:
-    transport = CapturingTransport()
-    sentry_sdk.init(dsn=DSN, transport=transport, default_integrations=False)
+    transport = init_sentry()
     yield transport.events
-    sentry_sdk.get_client().close()
-    sentry_sdk.get_global_scope().set_client(None)
+    close_sentry()
 
 
 @pytest.fixture
