@@ -14,14 +14,14 @@ then::
 
 What is wired, in the order a request meets it:
 
-- :class:`~python_cqrs_core.asgi.CorrelationIdMiddleware`: ``X-Correlation-ID`` (or
+- :class:`~python_cqrs_core.integrations.asgi.CorrelationIdMiddleware`: ``X-Correlation-ID`` (or
   ``X-Request-ID``, or a fresh UUID) becomes the correlation id of every message the
   request dispatches, and comes back in the response; ``X-User`` is ``requested_by``;
 - the mediator's middleware, outermost first: tracing (one span per message,
-  :mod:`python_cqrs_core.otel`), Prometheus metrics, Sentry (only when
+  :mod:`python_cqrs_core.integrations.otel`), Prometheus metrics, Sentry (only when
   ``SENTRY_DSN`` is set), the audit trail, and the message recorder (SQLite), which
   serves ``GET /trace/{correlation_id}``;
-- correlated logs (:func:`python_cqrs_core.logging.configure_logging`): every line
+- correlated logs (:func:`python_cqrs_core.integrations.logging.configure_logging`): every line
   carries ``request_id``, ``correlation_id``, ``causation_id`` and the trace ids.
 
 Environment: ``CQRS_STORE_URL`` (default ``sqlite:///cqrs-example.db``),
@@ -45,12 +45,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 
 from python_cqrs_core import BaseCommand, BaseEvent, BaseQuery, Mediator, current_correlation_id
-from python_cqrs_core.asgi import CorrelationIdMiddleware
-from python_cqrs_core.audit import AuditMiddleware
-from python_cqrs_core.logging import configure_logging
-from python_cqrs_core.otel import instrument
-from python_cqrs_core.prometheus import PrometheusMiddleware
-from python_cqrs_core.sentry import SentryMiddleware
+from python_cqrs_core.integrations.asgi import CorrelationIdMiddleware
+from python_cqrs_core.integrations.audit import AuditMiddleware
+from python_cqrs_core.integrations.logging import configure_logging
+from python_cqrs_core.integrations.otel import instrument
+from python_cqrs_core.integrations.prometheus import PrometheusMiddleware
+from python_cqrs_core.integrations.sentry import SentryMiddleware
 from python_cqrs_core.store import MessageRecorder, open_store
 
 logger = logging.getLogger("shop")

@@ -1,7 +1,7 @@
 """The few OpenTelemetry API functions that non-integration modules use, if installed.
 
-:mod:`~python_cqrs_core.headers`, :mod:`~python_cqrs_core.logging` and
-:mod:`~python_cqrs_core.audit` add trace context when ``opentelemetry-api`` (the
+:mod:`~python_cqrs_core.headers`, :mod:`~python_cqrs_core.integrations.logging` and
+:mod:`~python_cqrs_core.integrations.audit` add trace context when ``opentelemetry-api`` (the
 ``[otel]`` extra) is installed and work without it.  They all ask here: the import is
 attempted once, lazily, so importing them never imports OpenTelemetry, and a process
 without it pays one failed import, once.

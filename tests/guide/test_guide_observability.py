@@ -43,9 +43,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from python_cqrs_core import BaseCommand, ICommandHandler, Mediator
-from python_cqrs_core.audit import AUDIT_EVENT_SCHEMA, audit
-from python_cqrs_core.otel import attach_cqrs_context
-from python_cqrs_core.sentry import SentryMiddleware
+from python_cqrs_core.integrations.audit import AUDIT_EVENT_SCHEMA, audit
+from python_cqrs_core.integrations.otel import attach_cqrs_context
+from python_cqrs_core.integrations.sentry import SentryMiddleware
 from sentry_capture import DSN, close_sentry, init_sentry
 
 # -- what the guide leaves out ----------------------------------------------------------
@@ -137,7 +137,7 @@ set_global_textmap(SentryPropagator())
 
 import asyncio
 from python_cqrs_core import BaseCommand, Mediator
-from python_cqrs_core.sentry import SentryMiddleware
+from python_cqrs_core.integrations.sentry import SentryMiddleware
 
 class CreateInviteCommand(BaseCommand):
     email: str

@@ -9,7 +9,7 @@ routes that call to a test provider for the duration of a test instead of settin
 process-wide provider.
 
 Each snippet is checked twice where it matters: as the guide shows it, by hand in a
-handler, and with what the library ships (``python_cqrs_core.otel``), which does the
+handler, and with what the library ships (``python_cqrs_core.integrations.otel``), which does the
 same with no code in the handler.
 """
 
@@ -29,8 +29,8 @@ from structlog.typing import EventDict
 
 from python_cqrs_core import BaseCommand, BaseQuery, Mediator
 from python_cqrs_core.headers import trace_headers
-from python_cqrs_core.otel import attach_cqrs_context, instrument
-from python_cqrs_core.structlog import correlation_processor
+from python_cqrs_core.integrations.otel import attach_cqrs_context, instrument
+from python_cqrs_core.integrations.structlog import correlation_processor
 
 # -- what the guide leaves out ---------------------------------------------------------
 

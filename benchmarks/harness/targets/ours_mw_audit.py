@@ -1,7 +1,7 @@
-"""``ours`` dispatch + ``python_cqrs_core.audit.AuditMiddleware``, audit log on.
+"""``ours`` dispatch + ``python_cqrs_core.integrations.audit.AuditMiddleware``, audit log on.
 
 ``AuditMiddleware({CreateUser: "CREATE_USER"}, resource_type="user")`` and the
-``python_cqrs_core.audit`` logger at INFO with a handler that formats every record
+``python_cqrs_core.integrations.audit`` logger at INFO with a handler that formats every record
 and writes nothing (an audit log routed to its own handler, minus the I/O).  Per
 dispatch: one audit event built from the message (the guide's schema), serialised
 to JSON and logged.  No tracing middleware, so no span event.
@@ -10,7 +10,7 @@ to JSON and logged.  No tracing middleware, so no span event.
 from __future__ import annotations
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.audit import AuditMiddleware
+from python_cqrs_core.integrations.audit import AuditMiddleware
 
 from . import _mw
 from ._common import RESULT, new_calls

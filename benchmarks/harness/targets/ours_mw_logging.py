@@ -1,6 +1,6 @@
 """``ours`` dispatch + one INFO log line per dispatch, with correlation fields.
 
-``python_cqrs_core.logging``: a ``CorrelationFilter`` on the handler and its
+``python_cqrs_core.integrations.logging``: a ``CorrelationFilter`` on the handler and its
 ``CONSOLE_FORMAT`` (time, level, logger, message, request/correlation/causation ids,
 requested_by; trace ids when OpenTelemetry has a recording span), written nowhere.
 A middleware logs ``logger.info("handling %s", name)`` inside the dispatch context,
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.logging import CONSOLE_FORMAT, CorrelationFilter
+from python_cqrs_core.integrations.logging import CONSOLE_FORMAT, CorrelationFilter
 
 from . import _mw
 from ._common import RESULT, new_calls

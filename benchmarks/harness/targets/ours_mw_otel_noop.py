@@ -1,4 +1,4 @@
-"""``ours`` dispatch + ``python_cqrs_core.otel`` tracing with no SDK configured.
+"""``ours`` dispatch + ``python_cqrs_core.integrations.otel`` tracing with no SDK configured.
 
 ``instrument(bus)`` with OpenTelemetry's default (proxy, no-op) global tracer
 provider: the situation of an application that installs the ``[otel]`` extra but
@@ -9,7 +9,7 @@ and calls the next step.  No target of this run sets a global tracer provider.
 from __future__ import annotations
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.otel import instrument
+from python_cqrs_core.integrations.otel import instrument
 
 from . import _mw
 from ._common import RESULT, new_calls

@@ -1,4 +1,4 @@
-"""``ours`` dispatch + ``python_cqrs_core.otel`` tracing on a real SDK provider.
+"""``ours`` dispatch + ``python_cqrs_core.integrations.otel`` tracing on a real SDK provider.
 
 ``instrument(bus, TracerProvider())`` with ``opentelemetry-sdk``'s provider (default
 sampler: parent-based always-on), passed explicitly, never set globally: every
@@ -12,7 +12,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import TracerProvider
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.otel import instrument
+from python_cqrs_core.integrations.otel import instrument
 
 from . import _mw
 from ._common import RESULT, new_calls

@@ -1,4 +1,4 @@
-"""``ours`` dispatch + ``python_cqrs_core.prometheus.PrometheusMiddleware``.
+"""``ours`` dispatch + ``python_cqrs_core.integrations.prometheus.PrometheusMiddleware``.
 
 On a fresh ``CollectorRegistry``: per dispatch one queue-delay observation, one
 duration observation and one counter increment (label children cached).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.prometheus import PrometheusMiddleware
+from python_cqrs_core.integrations.prometheus import PrometheusMiddleware
 
 from . import _mw
 from ._common import RESULT, new_calls

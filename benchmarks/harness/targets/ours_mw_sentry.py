@@ -1,4 +1,4 @@
-"""``ours`` dispatch + ``python_cqrs_core.sentry.SentryMiddleware``, Sentry active.
+"""``ours`` dispatch + ``python_cqrs_core.integrations.sentry.SentryMiddleware``, Sentry active.
 
 ``sentry_sdk.init`` with a DSN and a ``Transport`` subclass that sends nothing (no
 network), and with Sentry's default and auto-enabling integrations off, so that only
@@ -17,7 +17,7 @@ import sentry_sdk
 from sentry_sdk.transport import Transport
 
 from python_cqrs_core import ICommandHandler
-from python_cqrs_core.sentry import SentryMiddleware
+from python_cqrs_core.integrations.sentry import SentryMiddleware
 
 from . import _mw
 from ._common import RESULT, new_calls

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from python_cqrs_core import BaseCommand, Mediator, correlation_scope, uuid4
-from python_cqrs_core.cli import app
-from python_cqrs_core.demo import DemoResult, PlaceOrder, build_shop, run_demo
+from python_cqrs_core.apps.cli._demo import DemoResult, PlaceOrder, build_shop, run_demo
+from python_cqrs_core.apps.cli.commands import app
 from python_cqrs_core.store import CausationNode, MessageRecord, MessageRecorder, open_store
 
 T = TypeVar("T")
@@ -504,8 +504,8 @@ def test_demo_on_memory_says_the_trees_are_gone_after_the_process() -> None:
 
 
 def test_the_docstring_examples_of_the_cli_module_hold() -> None:
-    import python_cqrs_core.cli
+    import python_cqrs_core.apps.cli.commands
 
-    results = doctest.testmod(python_cqrs_core.cli)
+    results = doctest.testmod(python_cqrs_core.apps.cli.commands)
     assert results.attempted >= 3
     assert results.failed == 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from python_cqrs_core.demo import (
+from python_cqrs_core.apps.cli._demo import (
     GATEWAY_LATENCY_S,
     DemoRequest,
     DemoResult,

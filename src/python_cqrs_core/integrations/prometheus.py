@@ -3,7 +3,7 @@
 Install the ``[prometheus]`` extra (``prometheus_client``), then::
 
     from prometheus_client import CollectorRegistry
-    from python_cqrs_core.prometheus import PrometheusMiddleware
+    from python_cqrs_core.integrations.prometheus import PrometheusMiddleware
 
     registry = CollectorRegistry()
     bus.add_middleware(PrometheusMiddleware(registry))
@@ -42,8 +42,8 @@ from typing import Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from .mediator import CallNext
-from .messages import BaseMessage
+from ..mediator import CallNext
+from ..messages import BaseMessage
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",

@@ -2,7 +2,7 @@
 
 The guide's ``AUDIT_EVENT_SCHEMA``, filled from the message being handled::
 
-    from python_cqrs_core.audit import audit
+    from python_cqrs_core.integrations.audit import audit
 
     class CreateInviteHandler:
         async def handle(self, command: CreateInviteCommand) -> InviteResult:
@@ -25,7 +25,7 @@ Each event is emitted twice, wherever it can be found later:
 
 - as a **span event** on the current OpenTelemetry span, when ``opentelemetry-api`` is
   installed and a span is recording (the guide's "2026 best practice");
-- as a **log record** on the ``python_cqrs_core.audit`` logger: the JSON of the event
+- as a **log record** on the ``python_cqrs_core.integrations.audit`` logger: the JSON of the event
   as the message and the dict as ``record.audit``, so an audit log can be routed to
   its own handler and retention.
 
@@ -43,11 +43,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from ._optional_otel import recording_span
-from .context import current_correlation_id, current_message, current_requested_by
-from .mediator import CallNext
-from .messages import BaseMessage
-from .pii import redacted_payload
+from .._optional_otel import recording_span
+from ..context import current_correlation_id, current_message, current_requested_by
+from ..mediator import CallNext
+from ..messages import BaseMessage
+from ..pii import redacted_payload
 
 __all__ = [
     "AUDIT_EVENT_SCHEMA",

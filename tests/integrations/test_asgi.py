@@ -17,7 +17,7 @@ from python_cqrs_core import (
     current_correlation_id,
     current_requested_by,
 )
-from python_cqrs_core.asgi import CorrelationIdMiddleware, resolve_correlation_id
+from python_cqrs_core.integrations.asgi import CorrelationIdMiddleware, resolve_correlation_id
 from python_cqrs_core.validation import is_valid_opaque_id, validate_correlation_id
 
 
@@ -329,7 +329,7 @@ async def test_the_warning_is_logged_inside_the_scope_of_the_generated_id(
 def test_the_docstring_examples_run() -> None:
     import doctest
 
-    from python_cqrs_core import asgi as module
+    from python_cqrs_core.integrations import asgi as module
 
     result = doctest.testmod(module)
     assert result.attempted > 0

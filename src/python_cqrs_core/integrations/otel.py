@@ -4,7 +4,7 @@ Install the ``[otel]`` extra (``opentelemetry-api``; add ``opentelemetry-sdk`` a
 exporter in the application) and instrument the bus once, before other middleware so
 that their work happens inside the span::
 
-    from python_cqrs_core.otel import instrument
+    from python_cqrs_core.integrations.otel import instrument
 
     bus = Mediator()
     instrument(bus)                    # the global tracer provider
@@ -60,10 +60,10 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from . import __version__
-from .mediator import CallNext, Mediator
-from .messages import BaseMessage, MessageKind
-from .pii import redacted_payload
+from .._version import __version__
+from ..mediator import CallNext, Mediator
+from ..messages import BaseMessage, MessageKind
+from ..pii import redacted_payload
 
 __all__ = [
     "BAGGAGE_CORRELATION_ID",

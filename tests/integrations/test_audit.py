@@ -14,7 +14,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from python_cqrs_core import PII, BaseCommand, BaseMessage, CallNext, Mediator, correlation_scope
-from python_cqrs_core.audit import AUDIT_EVENT_SCHEMA, AUDIT_LOGGER, AuditMiddleware, audit
+from python_cqrs_core.integrations.audit import (
+    AUDIT_EVENT_SCHEMA,
+    AUDIT_LOGGER,
+    AuditMiddleware,
+    audit,
+)
 
 
 class CreateInvite(BaseCommand):
@@ -341,7 +346,7 @@ async def test_actions_resource_type_and_payload_can_be_computed_from_the_messag
 def test_the_docstring_examples_run() -> None:
     import doctest
 
-    from python_cqrs_core import audit as module
+    from python_cqrs_core.integrations import audit as module
 
     result = doctest.testmod(module)
     assert result.attempted > 0

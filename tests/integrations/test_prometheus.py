@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from python_cqrs_core import BaseCommand, BaseEvent, BaseQuery, Mediator
-from python_cqrs_core.prometheus import PrometheusMiddleware
+from python_cqrs_core.integrations.prometheus import PrometheusMiddleware
 
 
 class PlaceOrder(BaseCommand):
@@ -212,7 +212,7 @@ def test_the_default_registry_is_prometheus_global_registry() -> None:
 def test_the_docstring_examples_run() -> None:
     import doctest
 
-    from python_cqrs_core import prometheus as module
+    from python_cqrs_core.integrations import prometheus as module
 
     result = doctest.testmod(module)
     assert result.attempted > 0

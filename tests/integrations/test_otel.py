@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from python_cqrs_core import PII, BaseCommand, BaseEvent, BaseQuery, Mediator
 from python_cqrs_core.headers import trace_headers
-from python_cqrs_core.otel import (
+from python_cqrs_core.integrations.otel import (
     TracingMiddleware,
     attach_cqrs_context,
     context_from_headers,
@@ -560,7 +560,7 @@ def test_the_no_sdk_shortcut_records_spans_once_a_global_provider_is_set_later()
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
         from python_cqrs_core import BaseCommand, Mediator
-        from python_cqrs_core.otel import instrument
+        from python_cqrs_core.integrations.otel import instrument
 
         class Ping(BaseCommand):
             n: int

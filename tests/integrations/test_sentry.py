@@ -10,7 +10,7 @@ import pytest
 import sentry_sdk
 
 from python_cqrs_core import PII, BaseCommand, BaseEvent, Mediator
-from python_cqrs_core.sentry import MECHANISM, SentryMiddleware
+from python_cqrs_core.integrations.sentry import MECHANISM, SentryMiddleware
 from sentry_capture import DSN, CapturingTransport, close_sentry, init_sentry
 
 
@@ -231,7 +231,7 @@ async def test_without_an_active_client_the_middleware_only_forwards() -> None:
 def test_the_docstring_examples_run() -> None:
     import doctest
 
-    from python_cqrs_core import sentry as module
+    from python_cqrs_core.integrations import sentry as module
 
     result = doctest.testmod(module)
     assert result.attempted > 0
@@ -244,8 +244,8 @@ import httpx, sentry_sdk
 from fastapi import FastAPI
 from sentry_sdk.transport import Transport
 from python_cqrs_core import BaseCommand, Mediator
-from python_cqrs_core.asgi import CorrelationIdMiddleware
-from python_cqrs_core.sentry import SentryMiddleware
+from python_cqrs_core.integrations.asgi import CorrelationIdMiddleware
+from python_cqrs_core.integrations.sentry import SentryMiddleware
 
 events = []
 class CapturingTransport(Transport):

@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from structlog.typing import EventDict
 
 from python_cqrs_core import BaseCommand, BaseEvent, Mediator, correlation_scope
-from python_cqrs_core.logging import CORRELATION_FIELDS
-from python_cqrs_core.otel import instrument
-from python_cqrs_core.structlog import correlation_processor
+from python_cqrs_core.integrations.logging import CORRELATION_FIELDS
+from python_cqrs_core.integrations.otel import instrument
+from python_cqrs_core.integrations.structlog import correlation_processor
 
 log = structlog.get_logger("tests.orders")
 EMPTY = dict.fromkeys(CORRELATION_FIELDS, "")

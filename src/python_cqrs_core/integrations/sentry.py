@@ -2,7 +2,7 @@
 
 Install the ``[sentry]`` extra (``sentry-sdk`` 2.x), initialise Sentry as usual, then::
 
-    from python_cqrs_core.sentry import SentryMiddleware
+    from python_cqrs_core.integrations.sentry import SentryMiddleware
 
     bus.add_middleware(SentryMiddleware())
 
@@ -43,9 +43,9 @@ import sentry_sdk
 from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception
 
-from .mediator import CallNext
-from .messages import BaseMessage
-from .pii import redacted_payload
+from ..mediator import CallNext
+from ..messages import BaseMessage
+from ..pii import redacted_payload
 
 __all__ = ["MECHANISM", "SentryMiddleware", "message_context"]
 

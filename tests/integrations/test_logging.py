@@ -13,14 +13,14 @@ import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from python_cqrs_core import BaseCommand, BaseEvent, Mediator, correlation_scope
-from python_cqrs_core.logging import (
+from python_cqrs_core.integrations.logging import (
     CORRELATION_FIELDS,
     REQUEST_ID_FORMAT,
     CorrelationFilter,
     configure_logging,
     correlation_fields,
 )
-from python_cqrs_core.otel import instrument
+from python_cqrs_core.integrations.otel import instrument
 
 
 class CreateUserCommand(BaseCommand):
@@ -354,7 +354,7 @@ import asyncio, io, json, logging, sys
 sys.modules["opentelemetry"] = None  # importing them now raises ImportError
 sys.modules["structlog"] = None
 from python_cqrs_core import BaseCommand, Mediator
-from python_cqrs_core.logging import configure_logging
+from python_cqrs_core.integrations.logging import configure_logging
 
 class CreateUserCommand(BaseCommand):
     name: str
@@ -384,7 +384,10 @@ def test_logging_works_without_opentelemetry_and_structlog_installed() -> None:
     assert json.loads(result.stdout) == [True, ""]
 
 
-@pytest.mark.parametrize("module_name", ["python_cqrs_core.logging", "python_cqrs_core.structlog"])
+@pytest.mark.parametrize(
+    "module_name",
+    ["python_cqrs_core.integrations.logging", "python_cqrs_core.integrations.structlog"],
+)
 def test_docstring_examples_run(module_name: str) -> None:
     import doctest
     import importlib

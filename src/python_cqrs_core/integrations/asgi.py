@@ -3,7 +3,7 @@
 ::
 
     from fastapi import FastAPI
-    from python_cqrs_core.asgi import CorrelationIdMiddleware
+    from python_cqrs_core.integrations.asgi import CorrelationIdMiddleware
 
     app = FastAPI()
     app.add_middleware(CorrelationIdMiddleware)
@@ -21,7 +21,7 @@ For every HTTP request (and WebSocket connection) the middleware:
    (:func:`~python_cqrs_core.validation.validate_correlation_id`).  A header sent
    several times is ambiguous and is not used;
 2. without a valid value, generates a UUID.  An invalid value is logged as a warning
-   on the ``python_cqrs_core.asgi`` logger *without the value* (only the header name,
+   on the ``python_cqrs_core.integrations.asgi`` logger *without the value* (only the header name,
    its length and the reason; the record is logged inside the scope, so a correlated
    formatter shows the id used instead), since it came from an untrusted client: it
    never reaches a log line, a message or a response;
@@ -50,9 +50,9 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final
 from uuid import UUID
 
-from ._ids import uuid4
-from .context import correlation_scope
-from .validation import is_valid_opaque_id, validate_correlation_id, validate_requested_by
+from .._ids import uuid4
+from ..context import correlation_scope
+from ..validation import is_valid_opaque_id, validate_correlation_id, validate_requested_by
 
 __all__ = ["CORRELATION_HEADER", "CorrelationIdMiddleware", "resolve_correlation_id"]
 

@@ -3,20 +3,21 @@
 Add :func:`correlation_processor` to the processor chain (``[structlog]`` extra)::
 
     import structlog
-    from python_cqrs_core.structlog import correlation_processor
+    from python_cqrs_core.integrations.structlog import correlation_processor
 
     structlog.configure(processors=[correlation_processor, structlog.dev.ConsoleRenderer()])
 
 Every event then carries ``correlation_id``, ``causation_id``, ``request_id``,
 ``requested_by``, ``message_type``, ``trace_id`` and ``span_id`` of the message being
-handled (``""`` outside any handler, see :func:`python_cqrs_core.logging.correlation_fields`),
-so the guide's Best Practice 4 needs no ``logger.bind(request_id=...)`` in handlers.
-Keys already bound are kept.
+handled (``""`` outside any handler, see
+:func:`python_cqrs_core.integrations.logging.correlation_fields`), so the guide's
+Best Practice 4 needs no ``logger.bind(request_id=...)`` in handlers.  Keys already
+bound are kept.
 
 :func:`configure_structlog` builds the whole pipeline, routed through the standard
-library; :func:`python_cqrs_core.logging.configure_logging` calls it for you.
+library; :func:`python_cqrs_core.integrations.logging.configure_logging` calls it for you.
 
-Note: this module is ``python_cqrs_core.structlog``; ``import structlog`` below is the
+Note: this module is ``python_cqrs_core.integrations.structlog``; ``import structlog`` below is the
 structlog package (imports are absolute).
 """
 
@@ -72,7 +73,7 @@ def configure_structlog(
     ``structlog.contextvars``, logger name, level, ISO timestamp (UTC),
     :func:`correlation_processor`, then ``extra_processors``; finally
     ``JSONRenderer`` (``json=True``, with the event under ``"message"`` as in
-    :class:`~python_cqrs_core.logging.JsonFormatter`) or ``ConsoleRenderer`` (which
+    :class:`~python_cqrs_core.integrations.logging.JsonFormatter`) or ``ConsoleRenderer`` (which
     leaves out the ids that are empty, and prints plain tracebacks: rich ones would
     show local variables, personal data included).  Standard library records also keep their
     ``extra=`` values.

@@ -1,4 +1,4 @@
-"""The ``cqrs`` command: read causation trees out of a message store from a terminal.
+"""The ``cqrs`` commands: read causation trees out of a message store from a terminal.
 
 Installed with the ``cli`` extra (``pip install "python-cqrs-core[cli]"``)::
 
@@ -46,7 +46,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .store import (
+from ...store import (
     DEFAULT_STORE_URL,
     STORE_URL_ENV,
     CausationNode,
@@ -55,15 +55,14 @@ from .store import (
     StoreOpenError,
     open_store,
 )
-from .validation import validate_correlation_id
+from ...validation import validate_correlation_id
 
 if TYPE_CHECKING:
-    from .demo import DemoResult
+    from ._demo import DemoResult
 
 __all__ = [
     "CliError",
     "app",
-    "main",
     "record_line",
     "render_chain",
     "render_record",
@@ -123,11 +122,6 @@ MessageIdArgument = Annotated[
         metavar="MESSAGE_ID", help="A message id (UUID), as `cqrs trace --full-ids` prints it."
     ),
 ]
-
-
-def main() -> None:
-    """Entry point of the ``cqrs`` script."""
-    app()
 
 
 # -- store URL and running ---------------------------------------------------------------
@@ -666,7 +660,7 @@ def demo(store: StoreOption = None) -> None:
     them fails in the SMS gateway.  Both are recorded in the store (created if it does
     not exist), read back and printed, with the commands that show them again.
     """
-    from .demo import run_demo_on  # the demo domain loads only for this command
+    from ._demo import run_demo_on  # the demo domain loads only for this command
 
     async def run() -> None:
         message_store = await _open(resolve_store_url(store))

@@ -21,9 +21,9 @@ recording; this module needs neither OpenTelemetry nor structlog.
 
 :func:`configure_logging` wires it all in one call, for the standard library and, when
 it is installed, structlog (whose processor is
-:func:`python_cqrs_core.structlog.correlation_processor`).
+:func:`python_cqrs_core.integrations.structlog.correlation_processor`).
 
-Note: this module is ``python_cqrs_core.logging``; the ``import logging`` below is the
+Note: this module is ``python_cqrs_core.integrations.logging``; the ``import logging`` below is the
 standard library (imports are absolute).
 """
 
@@ -36,11 +36,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from ._optional_otel import recording_span
-from .context import current_correlation_id, current_message, current_requested_by
+from .._optional_otel import recording_span
+from ..context import current_correlation_id, current_message, current_requested_by
 
 if TYPE_CHECKING:
-    from .messages import BaseMessage
+    from ..messages import BaseMessage
 
 __all__ = [
     "CORRELATION_FIELDS",
@@ -205,7 +205,7 @@ def configure_logging(
     Installs one handler on the root logger, with :class:`CorrelationFilter`, writing
     :data:`CONSOLE_FORMAT` lines, or JSON lines when ``json=True``.  When structlog is
     installed it is configured too: its events go through the same handler, after
-    :func:`~python_cqrs_core.structlog.correlation_processor` and
+    :func:`~python_cqrs_core.integrations.structlog.correlation_processor` and
     ``extra_processors``, rendered by structlog's ``JSONRenderer`` or
     ``ConsoleRenderer``; standard library records get the same processing.
 

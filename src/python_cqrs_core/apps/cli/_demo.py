@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from . import (
+from ... import (
     BaseCommand,
     BaseEvent,
     ICommandHandler,
@@ -50,7 +50,7 @@ from . import (
     correlation_scope,
     uuid4,
 )
-from .store import CausationNode, MessageRecorder, MessageStore, open_store
+from ...store import CausationNode, MessageRecorder, MessageStore, open_store
 
 __all__ = [
     "DB_LATENCY_S",
