@@ -579,3 +579,125 @@ async def test_an_object_with_an_async_call_method_is_called_with_the_message(bu
     assert await bus.send(command) == "called"
     assert handler.seen == [command]
     assert bus.handler_names(CreateUser) == [Callable_.__qualname__]
+
+
+# -- an honest API surface -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda message: "sync",  # a lambda taking the message
+        pytest.param("def", id="plain def"),
+    ],
+)
+def test_a_synchronous_function_taking_the_message_fails_at_registration(bus: Mediator, handler):
+    if handler == "def":
+
+        def handler(command: CreateUser) -> str:
+            return "sync"
+
+    with pytest.raises(TypeError, match="async def"):
+        bus.register(CreateUser, handler)
+    with pytest.raises(TypeError, match="async def"):
+        bus.subscribe(UserCreated, handler)
+
+
+def test_send_query_publish_and_process_are_documented_methods():
+    text = __import__("pydoc").render_doc(Mediator, renderer=__import__("pydoc").plaintext)
+    for name in ("send", "query", "publish", "process"):
+        assert f"{name}(self, " in text, name
+        assert getattr(Mediator, name).__doc__
+
+
+def test_an_instance_dispatcher_has_the_name_signature_and_doc_of_its_method(bus: Mediator):
+    import inspect
+
+    for name, parameter in (("send", "command"), ("query", "query"), ("publish", "event")):
+        dispatch = getattr(bus, name)
+        assert dispatch.__name__ == name
+        assert dispatch.__doc__ == getattr(Mediator, name).__doc__
+        assert list(inspect.signature(dispatch).parameters) == [parameter]
+
+
+async def test_the_class_methods_dispatch_like_the_instance_ones(bus: Mediator):
+    bus.register(CreateUser, lambda: CreateUserHandler())
+    bus.register(GetUser, GetUserHandler())
+    assert (await Mediator.send(bus, CreateUser(name="ada"))).startswith("created ada")
+    assert await Mediator.query(bus, GetUser(user_id=7)) == {"id": 7}
+    assert await Mediator.publish(bus, UserCreated(user_id=1)) is None
+
+
+# -- handler middleware -----------------------------------------------------------------
+
+
+async def test_handler_middleware_wraps_each_subscriber_inside_the_message_middleware(
+    bus: Mediator,
+):
+    calls: list[str] = []
+
+    async def outer(message: BaseMessage, call_next):
+        calls.append("message:start")
+        try:
+            return await call_next(message)
+        finally:
+            calls.append("message:end")
+
+    async def per_handler(message: BaseMessage, handler: str, call_next):
+        calls.append(f"handler:{handler.rsplit('.', 1)[-1]}")
+        return await call_next(message)
+
+    async def first(event: UserCreated) -> None:
+        calls.append("first")
+
+    async def second(event: UserCreated) -> None:
+        calls.append("second")
+
+    bus.subscribe(UserCreated, first)
+    bus.subscribe(UserCreated, second)
+    bus.add_middleware(outer)
+    bus.add_handler_middleware(per_handler)
+    await bus.publish(UserCreated(user_id=1))
+    assert calls == [
+        "message:start",
+        "handler:first",
+        "first",
+        "handler:second",
+        "second",
+        "message:end",
+    ]
+
+
+async def test_handler_middleware_can_be_restricted_and_removed(bus: Mediator):
+    seen: list[str] = []
+
+    async def per_handler(message: BaseMessage, handler: str, call_next):
+        seen.append(type(message).__name__)
+        return await call_next(message)
+
+    bus.register(CreateUser, lambda: CreateUserHandler())
+    bus.register(GetUser, GetUserHandler())
+    bus.add_handler_middleware(per_handler, kinds=["query"])
+    await bus.send(CreateUser(name="a"))
+    await bus.query(GetUser(user_id=1))
+    assert seen == ["GetUser"]
+    bus.remove_middleware(per_handler)
+    await bus.query(GetUser(user_id=2))
+    assert seen == ["GetUser"]
+    with pytest.raises(ValueError, match="not middleware"):
+        bus.remove_middleware(per_handler)
+
+
+async def test_remove_middleware_takes_message_middleware_out_of_the_pipeline(bus: Mediator):
+    seen: list[str] = []
+
+    async def mw(message: BaseMessage, call_next):
+        seen.append("mw")
+        return await call_next(message)
+
+    bus.register(GetUser, GetUserHandler())
+    bus.add_middleware(mw)
+    await bus.query(GetUser(user_id=1))
+    bus.remove_middleware(mw)
+    await bus.query(GetUser(user_id=1))
+    assert seen == ["mw"]

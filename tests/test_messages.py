@@ -241,10 +241,110 @@ def test_frozen_instance_error_is_the_dataclasses_error_and_an_attribute_error()
         cmd.name = "b"  # type: ignore[misc]
 
 
-def test_model_copy_with_update_derives_a_new_message_and_leaves_the_original():
+def test_model_copy_with_update_copies_the_message_and_leaves_the_original():
     cmd = CreateUser(name="a", email="b")
     renamed = cmd.model_copy(update={"name": "c"})
     assert (cmd.name, renamed.name) == ("a", "c")
+    assert (renamed.request_id, renamed.requested_at) == (cmd.request_id, cmd.requested_at)
+    assert renamed.model_fields_set == cmd.model_fields_set | {"name"}
+
+
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        ({"correlation_id": "ext\r\nforged: yes"}, "correlation_id"),
+        ({"causation_id": ""}, "causation_id"),
+        ({"requested_by": "a\nb"}, "requested_by"),
+        ({"name": 42}, "name"),
+        ({"nmae": "typo"}, "nmae"),
+    ],
+)
+def test_model_copy_validates_what_it_updates(update, field):
+    cmd = CreateUser(name="a", email="b")
+    with pytest.raises(ValidationError) as exc_info:
+        cmd.model_copy(update=update)
+    assert field in str(exc_info.value)
+
+
+def test_derive_makes_a_new_message_with_fresh_identity_and_validated_fields():
+    cmd = CreateUser(name="a", email="b", requested_by="alice", correlation_id="op-1")
+    derived = cmd.derive(name="c")
+    assert type(derived) is CreateUser
+    assert (derived.name, derived.email) == ("c", "b")
+    assert derived.request_id != cmd.request_id
+    assert derived.requested_at >= cmd.requested_at
+    # a new message: its tracing fields are decided afresh, not copied
+    assert (derived.correlation_id, derived.requested_by) == (None, None)
+    with pytest.raises(ValidationError, match="email"):
+        cmd.derive(email=None)
+    with pytest.raises(ValidationError, match="correlation_id"):
+        cmd.derive(correlation_id="bad id\r\n")
+
+
+def test_derive_keeps_tracing_fields_passed_explicitly():
+    cmd = CreateUser(name="a", email="b", correlation_id="op-1", requested_by="alice")
+    derived = cmd.derive(correlation_id=cmd.correlation_id, requested_by=cmd.requested_by)
+    assert (derived.correlation_id, derived.requested_by) == ("op-1", "alice")
+
+
+def test_derive_inside_a_scope_inherits_like_any_new_message():
+    cmd = CreateUser(name="a", email="b", correlation_id="op-1")
+    with correlation_scope("op-2", requested_by="bob"):
+        derived = cmd.derive()
+    assert (derived.correlation_id, derived.requested_by) == ("op-2", "bob")
+
+
+def test_the_frozen_error_recommends_derive():
+    cmd = CreateUser(name="a", email="b")
+    with pytest.raises(FrozenInstanceError, match=r"derive\(name=\.\.\.\)"):
+        cmd.name = "c"  # type: ignore[misc]
+
+
+# -- stable type names ------------------------------------------------------------------
+
+
+def test_a_message_type_name_is_module_and_qualname_by_default():
+    from python_cqrs_core import message_type_name
+
+    assert message_type_name(CreateUser) == f"{__name__}.CreateUser"
+    assert message_type_name(CreateUser(name="a", email="b")) == f"{__name__}.CreateUser"
+
+
+def test_a_class_attribute_overrides_the_type_name_and_subclasses_get_their_own():
+    from python_cqrs_core import message_type_name
+
+    class OrderPlaced(BaseEvent):
+        __message_type__ = "orders.OrderPlaced"
+
+    class ExpressOrderPlaced(OrderPlaced):
+        pass
+
+    assert message_type_name(OrderPlaced) == "orders.OrderPlaced"
+    assert message_type_name(ExpressOrderPlaced).endswith(
+        "test_a_class_attribute_overrides_the_type_name_and_subclasses_get_their_own"
+        ".<locals>.ExpressOrderPlaced"
+    )
+    assert "__message_type__" not in OrderPlaced.model_fields
+
+
+@pytest.mark.parametrize("bad", ["", "orders Placed", "orders\nPlaced", "x" * 257, 42])
+def test_an_invalid_type_name_fails_when_the_class_is_defined(bad):
+    with pytest.raises(TypeError, match="__message_type__"):
+
+        class Bad(BaseEvent):
+            __message_type__ = bad
+
+
+def test_tracing_fields_is_the_one_text_form_of_the_ids():
+    from python_cqrs_core import tracing_fields
+
+    cmd = CreateUser(name="a", email="b")
+    fields = tracing_fields(cmd)
+    assert fields.request_id == str(cmd.request_id)
+    assert fields.correlation_id == str(cmd.request_id)  # effective before dispatch
+    assert (fields.causation_id, fields.requested_by) == (None, None)
+    assert fields.requested_at == cmd.requested_at.isoformat()
+    assert (fields.message_type, fields.kind) == (f"{__name__}.CreateUser", "command")
 
 
 # -- extra fields ----------------------------------------------------------------------

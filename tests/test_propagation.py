@@ -635,3 +635,84 @@ async def test_tasks_created_in_a_handler_inherit_its_context(bus: Mediator, see
     assert sorted(type(s.message).__name__ for s in seen) == ["NotifyCustomer", "ReserveInventory"]
     for s in seen:
         assert (s.message.correlation_id, s.message.causation_id) == ("ext-7", cmd.request_id)
+
+
+# -- write once, on every path (the rule of python_cqrs_core.propagation) --------------
+
+
+async def test_a_root_that_already_had_its_correlation_stays_a_root_when_re_dispatched(
+    bus: Mediator, seen
+):
+    root = ReserveInventory(order_id="o-1", correlation_id="ext-1")
+
+    async def place(command: PlaceOrder) -> None:
+        await bus.send(root)
+
+    async def reserve(command: ReserveInventory) -> None:
+        seen.append(Seen.now(command))
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveInventory, reserve)
+    await bus.send(root)  # a root with its own correlation: its cause is final (None)
+    await bus.send(PlaceOrder(order_id="o-2"))
+    assert (root.correlation_id, root.causation_id) == ("ext-1", None)
+    assert [s.message.causation_id for s in seen] == [None, None]
+
+
+async def test_requested_by_passed_as_none_in_a_handler_stays_none_at_dispatch(bus: Mediator, seen):
+    async def place(command: PlaceOrder) -> None:
+        await bus.send(ReserveInventory(order_id=command.order_id, requested_by=None))
+
+    async def reserve(command: ReserveInventory) -> None:
+        seen.append(Seen.now(command))
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveInventory, reserve)
+    await bus.send(PlaceOrder(order_id="o-1", requested_by="alice"))
+    assert seen[0].message.requested_by is None
+    assert seen[0].message.causation_id is not None  # the other fields still inherit
+
+
+async def test_requested_by_passed_as_none_beats_the_scope_at_dispatch(recording_bus, seen):
+    cmd = PlaceOrder(order_id="o-1", requested_by=None)
+    with correlation_scope("ext-1", requested_by="alice"):
+        await recording_bus.send(cmd)
+    assert (cmd.correlation_id, cmd.requested_by) == ("ext-1", None)
+
+
+async def test_a_dispatch_settles_every_tracing_field(recording_bus):
+    cmd = PlaceOrder(order_id="o-1")
+    await recording_bus.send(cmd)
+    assert {"correlation_id", "causation_id", "requested_by"} <= cmd.model_fields_set
+
+
+async def test_a_dispatch_the_recorder_refuses_changes_nothing_on_the_message(bus: Mediator):
+    from python_cqrs_core.store import MessageAlreadyRecordedError, MessageRecorder, open_store
+
+    store = await open_store("memory://")
+    MessageRecorder(store).install(bus)
+    again = ReserveInventory(order_id="o-1", correlation_id="ext-1")
+
+    async def place(command: PlaceOrder) -> None:
+        await bus.send(again)
+
+    async def reserve(command: ReserveInventory) -> None:
+        return None
+
+    bus.register(PlaceOrder, place)
+    bus.register(ReserveInventory, reserve)
+    await bus.send(again)
+    before = (dict(again.__dict__), set(again.model_fields_set))
+    with pytest.raises(MessageAlreadyRecordedError):
+        await bus.send(PlaceOrder(order_id="o-2"))
+    assert (dict(again.__dict__), set(again.model_fields_set)) == before
+    assert again.causation_id is None
+
+
+async def test_the_dispatcher_fast_path_agrees_with_the_rule(recording_bus):
+    from python_cqrs_core.propagation import is_settled
+
+    fresh, sent = PlaceOrder(order_id="o-1"), PlaceOrder(order_id="o-2")
+    await recording_bus.send(sent)
+    assert not is_settled(fresh)
+    assert is_settled(sent)

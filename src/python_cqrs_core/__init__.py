@@ -8,6 +8,7 @@ The whole public API is importable from this package::
 """
 
 from ._ids import uuid4
+from ._version import __version__
 from .context import (
     correlation_scope,
     current_causation_id,
@@ -31,7 +32,7 @@ from .interfaces import (
     IQueryHandler,
 )
 from .lifecycle import HandlerEvent, HandlerPhase, Listener
-from .mediator import CallNext, Mediator, Middleware
+from .mediator import CallNext, HandlerMiddleware, Mediator, Middleware
 from .messages import (
     BaseCommand,
     BaseEvent,
@@ -41,11 +42,12 @@ from .messages import (
     MessageKind,
     PaginatedQuery,
     RequestedBy,
+    TracingFields,
     message_kind,
+    message_type_name,
+    tracing_fields,
 )
 from .pii import PII, REDACTED, pii_fields, redacted_payload
-
-__version__ = "0.2.0"
 
 __all__ = [
     "BaseCommand",
@@ -58,6 +60,7 @@ __all__ = [
     "EventHandlersFailed",
     "FrozenInstanceError",
     "HandlerEvent",
+    "HandlerMiddleware",
     "HandlerNotFoundError",
     "HandlerPhase",
     "ICommand",
@@ -75,6 +78,7 @@ __all__ = [
     "PaginatedQuery",
     "REDACTED",
     "RequestedBy",
+    "TracingFields",
     "__version__",
     "correlation_scope",
     "current_causation_id",
@@ -82,7 +86,9 @@ __all__ = [
     "current_message",
     "current_requested_by",
     "message_kind",
+    "message_type_name",
     "pii_fields",
     "redacted_payload",
+    "tracing_fields",
     "uuid4",
 ]

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Union, cast
 from uuid import UUID
 
 from ._ids import uuid4
+from .propagation import Ambient, parent_of_scope
 from .validation import validate_correlation_id, validate_requested_by
 
 if TYPE_CHECKING:
@@ -46,23 +47,7 @@ __all__ = [
 ]
 
 
-class _Ambient:
-    """The frame a :class:`correlation_scope` puts in the context.
-
-    It has the three attributes the library reads from a message frame, with
-    ``request_id`` always ``None``: a message built under it has no cause.
-    """
-
-    __slots__ = ("correlation_id", "requested_by")
-
-    request_id = None
-
-    def __init__(self, correlation_id: UUID | str, requested_by: str | None) -> None:
-        self.correlation_id = correlation_id
-        self.requested_by = requested_by
-
-
-_Frame = Union["BaseMessage", _Ambient]
+_Frame = Union["BaseMessage", Ambient]
 
 # The trace frame of this context: the message being handled, an ambient scope, or None.
 _trace: ContextVar[_Frame | None] = ContextVar("cqrs_trace", default=None)
@@ -71,7 +56,7 @@ _trace: ContextVar[_Frame | None] = ContextVar("cqrs_trace", default=None)
 def current_message() -> BaseMessage | None:
     """Return the message whose handler is running in this context, or ``None``."""
     frame = _trace.get()
-    return None if frame is None or frame.__class__ is _Ambient else frame  # type: ignore[return-value]
+    return None if frame is None or frame.__class__ is Ambient else frame  # type: ignore[return-value]
 
 
 def current_correlation_id() -> UUID | str | None:
@@ -141,14 +126,10 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
     def __enter__(self) -> correlation_scope:
         if self._token is not None:
             raise RuntimeError("this correlation_scope is already active; create a new one")
-        outer = _trace.get()
-        if outer is not None and outer.request_id is not None:
-            # A handler is running: its message stays the frame (parent beats ambient),
-            # and the scope reports the correlation id that is actually in effect.
-            self.correlation_id = outer.correlation_id  # type: ignore[assignment]
-            self._token = _trace.set(outer)
-        else:
-            self._token = _trace.set(_Ambient(self.correlation_id, self.requested_by))
+        frame = parent_of_scope(_trace.get(), Ambient(self.correlation_id, self.requested_by))
+        if frame.correlation_id is not None:  # inside a handler: report the id in effect
+            self.correlation_id = frame.correlation_id
+        self._token = _trace.set(cast(_Frame, frame))
         return self
 
     def __exit__(

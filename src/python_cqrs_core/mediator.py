@@ -48,21 +48,28 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
+from uuid import UUID
 
-from .context import _Frame, _trace
+from .context import _trace
 from .errors import DuplicateHandlerError, EventHandlersFailed, HandlerNotFoundError
 from .lifecycle import HandlerEvent, Listener
 from .messages import BaseCommand, BaseEvent, BaseMessage, BaseQuery, MessageKind, message_kind
+from .names import LOGGER
+from .propagation import stamp, with_correlation
 from .validation import validate_correlation_id
 
-__all__ = ["CallNext", "Mediator", "Middleware"]
+__all__ = ["CallNext", "HandlerMiddleware", "Mediator", "Middleware"]
 
-logger = logging.getLogger("python_cqrs_core")
+logger = logging.getLogger(LOGGER)
 
 CallNext = Callable[[BaseMessage], Awaitable[Any]]
 """What a middleware calls to run the rest of the pipeline."""
 Middleware = Callable[[BaseMessage, CallNext], Awaitable[Any]]
 """``async def middleware(message, call_next) -> result``."""
+HandlerMiddleware = Callable[[BaseMessage, str, CallNext], Awaitable[Any]]
+"""``async def middleware(message, handler_name, call_next) -> result``: runs around
+each handler of a message (each subscriber of an event), inside the message's own
+middleware."""
 _Invoke = Callable[[Any], Awaitable[Any]]
 
 _H = TypeVar("_H")
@@ -80,7 +87,7 @@ class _HandlerSpec:
 
 @dataclass(frozen=True, slots=True)
 class _MiddlewareEntry:
-    middleware: Middleware
+    middleware: Any  # Middleware or HandlerMiddleware
     kinds: frozenset[str] | None
     message_types: tuple[type, ...] | None
 
@@ -111,6 +118,12 @@ def _handler_spec(handler: object) -> _HandlerSpec:
                 f"a handler must have an async handle() method, be an async function or a "
                 f"zero-argument factory; got {handler!r}"
             )
+        if not isinstance(handler, type) and _takes_arguments(handler):
+            raise TypeError(
+                f"{_name_of(handler)} is a synchronous function taking arguments: a handler "
+                "function must be `async def` (a synchronous callable is only accepted as a "
+                "zero-argument factory that returns a handler)"
+            )
         factory = cast(Callable[[], Any], handler)
 
         async def invoke_fresh(message: Any) -> Any:
@@ -121,6 +134,18 @@ def _handler_spec(handler: object) -> _HandlerSpec:
     if not inspect.iscoroutinefunction(handle):
         raise TypeError(f"{_name_of(type(handler))}.handle must be an async def method")
     return _HandlerSpec(_name_of(type(handler)), handle)
+
+
+def _takes_arguments(function: object) -> bool:
+    """Whether calling ``function()`` with no arguments would fail for lack of one."""
+    try:
+        signature = inspect.signature(function)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a builtin without a signature: assume a factory
+        return False
+    return any(
+        p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in signature.parameters.values()
+    )
 
 
 def _name_of(obj: object) -> str:
@@ -134,30 +159,11 @@ def _bind(middleware: Middleware, call_next: CallNext) -> CallNext:
     return step
 
 
-def _stamp(message: BaseMessage, frame: _Frame | None) -> None:
-    """Fill the unset tracing fields of a message about to be dispatched (write-once).
+def _bind_handler(middleware: HandlerMiddleware, name: str, call_next: CallNext) -> CallNext:
+    async def step(message: BaseMessage) -> Any:
+        return await middleware(message, name, call_next)
 
-    Root (no frame, or an ambient scope): correlation = ambient, else own request_id,
-    and the cause is final (None).  Child (a handler runs): correlation, causation and
-    requested_by from the parent.  A field counts as set once it is in the model's
-    ``fields_set``: given by the caller (even as None), inherited when the message was
-    built, or decided by an earlier dispatch; such a field is never changed.
-    """
-    fields = message.__dict__
-    fields_set = message.__pydantic_fields_set__
-    if fields["correlation_id"] is None:
-        fields["correlation_id"] = message.request_id if frame is None else frame.correlation_id
-        fields_set.add("correlation_id")
-    if frame is None or frame.request_id is None:
-        fields_set.add("causation_id")  # dispatched as a root: it has no cause, for good
-        if frame is None:
-            return
-    elif "causation_id" not in fields_set:
-        fields["causation_id"] = frame.request_id
-        fields_set.add("causation_id")
-    if frame.requested_by is not None and fields["requested_by"] is None:
-        fields["requested_by"] = frame.requested_by
-        fields_set.add("requested_by")
+    return step
 
 
 _trace_get, _trace_set, _trace_reset = _trace.get, _trace.set, _trace.reset
@@ -166,27 +172,30 @@ _trace_get, _trace_set, _trace_reset = _trace.get, _trace.set, _trace.reset
 def _dispatcher(
     routes: dict[type, _Invoke],
     compile_route: Callable[[object], _Invoke],
-    doc: str,
+    documented: Callable[..., Any],
     *,
     returns_result: bool = True,
 ) -> Callable[[Any], Awaitable[Any]]:
     """Build one dispatch function (send / query / publish) of one mediator.
 
     This is the hot path, so it is a closure over its own routes dict, stored on the
-    instance: calling ``bus.send(cmd)`` then binds no method and looks up no
-    attribute, and an extra coroutine layer is avoided altogether.
+    instance where it shadows the documented method of the same name (``documented``,
+    whose name, docstring and signature it takes): calling ``bus.send(cmd)`` then binds
+    no method and looks up no attribute, and an extra coroutine layer is avoided.
     """
 
     async def dispatch(message: Any, /) -> Any:
         route = routes.get(type(message))
         if route is None:
             route = compile_route(message)
-        frame = _trace_get()
-        if frame is None:
-            if message.correlation_id is None:
-                _stamp(message, None)
-        elif message.causation_id is None or message.correlation_id is None:
-            _stamp(message, frame)
+        decided = message.__pydantic_fields_set__
+        # propagation.is_settled(message), inlined: the rule runs only when needed.
+        if (
+            message.correlation_id is None
+            or "causation_id" not in decided
+            or "requested_by" not in decided
+        ):
+            stamp(message, _trace_get())
         token = _trace_set(message)
         try:
             result = await route(message)
@@ -194,7 +203,13 @@ def _dispatcher(
             _trace_reset(token)
         return result if returns_result else None
 
-    dispatch.__doc__ = doc
+    dispatch.__name__ = documented.__name__
+    dispatch.__qualname__ = documented.__qualname__
+    dispatch.__doc__ = documented.__doc__
+    signature = inspect.signature(documented)
+    dispatch.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]  # bound: no ``self``
+    )
     return dispatch
 
 
@@ -215,36 +230,25 @@ class Mediator:
         self._handlers: dict[type, _HandlerSpec] = {}
         self._subscribers: dict[type, list[_HandlerSpec]] = {}
         self._middleware: list[_MiddlewareEntry] = []
+        self._handler_middleware: list[_MiddlewareEntry] = []
         self._listeners: list[Listener] = []
         # Compiled pipelines, one dict per kind, indexed by _KIND_INDEX.
         self._routes: tuple[dict[type, _Invoke], ...] = ({}, {}, {})
-        self.send: Callable[[BaseCommand], Awaitable[Any]] = _dispatcher(
-            self._routes[0],
-            functools.partial(self._compile, index=0),
-            """Send a command to its handler and return the handler's result.
-
-            Raises :class:`~python_cqrs_core.HandlerNotFoundError` when the command type
-            has no handler, :class:`TypeError` when ``command`` is not a command.""",
+        # The dispatch functions shadow the documented methods below (see _dispatcher).
+        methods: tuple[Callable[..., Any], ...] = (Mediator.send, Mediator.query, Mediator.publish)
+        dispatchers = [
+            _dispatcher(
+                routes,
+                functools.partial(self._compile, index=index),
+                method,
+                returns_result=method is not Mediator.publish,
+            )
+            for index, (routes, method) in enumerate(zip(self._routes, methods, strict=True))
+        ]
+        vars(self).update(zip(("send", "query", "publish"), dispatchers, strict=True))
+        self._dispatch_by_kind: dict[MessageKind, Callable[[Any], Awaitable[Any]]] = dict(
+            zip(_INDEX_KIND, dispatchers, strict=True)
         )
-        self.query: Callable[[BaseQuery], Awaitable[Any]] = _dispatcher(
-            self._routes[1],
-            functools.partial(self._compile, index=1),
-            """Send a query to its handler and return what it read.""",
-        )
-        self.publish: Callable[[BaseEvent], Awaitable[None]] = _dispatcher(
-            self._routes[2],
-            functools.partial(self._compile, index=2),
-            """Deliver an event to every subscriber; returns ``None``.
-
-            An event with no subscribers is fine (it still passes through middleware,
-            so it is recorded).""",
-            returns_result=False,
-        )
-        self._dispatch_by_kind: dict[MessageKind, Callable[[Any], Awaitable[Any]]] = {
-            "command": self.send,
-            "query": self.query,
-            "event": self.publish,
-        }
         for mw in middleware:
             self.add_middleware(mw)
         for listener in listeners:
@@ -322,11 +326,49 @@ class Mediator:
         and the dispatch context set, so logging inside it is correlated.  For an
         event, middleware wraps the delivery to all subscribers once.
         """
+        self._middleware.append(self._entry(middleware, kinds, message_types))
+        self._invalidate()
+
+    @staticmethod
+    def _entry(
+        middleware: object,
+        kinds: Iterable[MessageKind] | None,
+        message_types: Iterable[type[BaseMessage]] | None,
+    ) -> _MiddlewareEntry:
         kind_set = None if kinds is None else frozenset(kinds)
         if kind_set is not None and not kind_set <= set(_KIND_INDEX):
             raise ValueError(f"kinds must be among {sorted(_KIND_INDEX)}, got {sorted(kind_set)}")
         types = None if message_types is None else tuple(message_types)
-        self._middleware.append(_MiddlewareEntry(middleware, kind_set, types))
+        return _MiddlewareEntry(middleware, kind_set, types)
+
+    def add_handler_middleware(
+        self,
+        middleware: HandlerMiddleware,
+        *,
+        kinds: Iterable[MessageKind] | None = None,
+        message_types: Iterable[type[BaseMessage]] | None = None,
+    ) -> None:
+        """Add ``async (message, handler_name, call_next) -> result`` around each handler.
+
+        Where :meth:`add_middleware` wraps the dispatch of a message once (all the
+        subscribers of an event together), handler middleware wraps every handler on
+        its own: a span or a timer per subscriber.  It runs inside the message's
+        middleware, in the order added, and is restricted like it.
+        """
+        self._handler_middleware.append(self._entry(middleware, kinds, message_types))
+        self._invalidate()
+
+    def remove_middleware(self, middleware: Middleware | HandlerMiddleware) -> None:
+        """Remove middleware added with :meth:`add_middleware` or
+        :meth:`add_handler_middleware` (every registration of it); raises
+        :class:`ValueError` if it was never added."""
+        removed = False
+        for entries in (self._middleware, self._handler_middleware):
+            kept = [entry for entry in entries if entry.middleware is not middleware]
+            removed |= len(kept) != len(entries)
+            entries[:] = kept
+        if not removed:
+            raise ValueError(f"{middleware!r} is not middleware of this mediator")
         self._invalidate()
 
     def add_listener(self, listener: Listener) -> None:
@@ -347,26 +389,53 @@ class Mediator:
         return [] if spec is None else [spec.name]
 
     # -- dispatch -------------------------------------------------------------------
+    # send, query and publish are replaced on each instance by a faster closure with
+    # the same name, signature and docstring (see _dispatcher); these bodies document
+    # them and serve ``Mediator.send(bus, command)``.
+
+    async def send(self, command: BaseCommand, /) -> Any:
+        """Send a command to its one handler and return the handler's result.
+
+        The command's ids are decided first (see :mod:`python_cqrs_core.propagation`),
+        then middleware and the handler run with the command as the current message.
+        Raises :class:`~python_cqrs_core.HandlerNotFoundError` when the command type has
+        no handler, :class:`TypeError` when ``command`` is not a command; a handler's
+        own exception reaches the caller unchanged.  The result's type is the one the
+        registered handler returns (a command class does not name it, so it is
+        ``Any`` here).
+        """
+        return await self._dispatch_by_kind["command"](command)
+
+    async def query(self, query: BaseQuery, /) -> Any:
+        """Send a query to its one handler and return what it read (see :meth:`send`)."""
+        return await self._dispatch_by_kind["query"](query)
+
+    async def publish(self, event: BaseEvent, /) -> None:
+        """Deliver an event to every subscriber, one after another; returns ``None``.
+
+        An event with no subscribers is fine (it still passes through middleware, so it
+        is recorded).  One failing subscriber does not stop the others; see the module
+        documentation for how failures are raised.
+        """
+        await self._dispatch_by_kind["event"](event)
 
     async def process(
-        self, message: BaseMessage, /, *, correlation_id: object | None = None
+        self, message: BaseMessage, /, *, correlation_id: UUID | str | None = None
     ) -> Any:
         """Dispatch any message by its kind, optionally with an explicit correlation id.
 
-        An explicit ``correlation_id`` beats every other source.  It is validated like
-        the message field; if the message already carries a different one, the
-        handler receives a copy with the explicit id (the original is left as it is).
+        An explicit ``correlation_id`` beats every other source (rule 1 of
+        :mod:`python_cqrs_core.propagation`).  It is validated like the message field;
+        if the message already carries a different one, the handler receives a copy
+        with the explicit id (the original is left as it is).  Returns what
+        :meth:`send` or :meth:`query` return, ``None`` for an event.
         """
         if correlation_id is not None:
             try:
                 explicit = validate_correlation_id(correlation_id)
             except ValueError as exc:
                 raise ValueError(f"correlation_id: {exc}") from None
-            if message.correlation_id is None:
-                message.__dict__["correlation_id"] = explicit
-                message.__pydantic_fields_set__.add("correlation_id")
-            elif message.correlation_id != explicit:
-                message = message.model_copy(update={"correlation_id": explicit})
+            message = with_correlation(message, explicit)
         kind = message_kind(type(message))
         if kind is None:
             raise TypeError(f"{type(message).__name__} is not a command, query or event")
@@ -417,7 +486,10 @@ class Mediator:
         terminal: _Invoke
         if kind == "event":
             terminal = self._fan_out(
-                [self._observed(spec, kind) for spec in self._event_specs(message_type)],
+                [
+                    self._handler_pipeline(spec, kind, message_type)
+                    for spec in self._event_specs(message_type)
+                ],
                 message_type,
             )
         else:
@@ -427,7 +499,7 @@ class Mediator:
                     f"no handler registered for {kind} {message_type.__name__}; "
                     f"register one with bus.register({message_type.__name__}, handler)"
                 )
-            terminal = self._observed(spec, kind)
+            terminal = self._handler_pipeline(spec, kind, message_type)
         route = terminal
         for entry in reversed(self._middleware):
             if entry.applies_to(kind, message_type):
@@ -456,6 +528,17 @@ class Mediator:
                 )
 
         return deliver
+
+    def _handler_pipeline(
+        self, spec: _HandlerSpec, kind: MessageKind, message_type: type
+    ) -> _Invoke:
+        """One handler with its lifecycle notifications (innermost, around the handler
+        itself) and its handler middleware around them."""
+        invoke = self._observed(spec, kind)
+        for entry in reversed(self._handler_middleware):
+            if entry.applies_to(kind, message_type):
+                invoke = _bind_handler(entry.middleware, spec.name, invoke)
+        return invoke
 
     def _observed(self, spec: _HandlerSpec, kind: MessageKind) -> _Invoke:
         """Wrap a handler with lifecycle notifications (or not, with no listeners)."""

@@ -43,10 +43,12 @@ Messages are immutable: assigning a field raises
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 from uuid import UUID
 
 from pydantic import (
@@ -61,10 +63,17 @@ from pydantic import (
 )
 
 from ._ids import uuid4
-from .context import _Frame, _trace
+from .context import _trace
 from .errors import FrozenInstanceError
 from .interfaces import ICommand, IEvent, IQuery
-from .validation import MAX_REQUESTED_BY_LENGTH, validate_correlation_id, validate_requested_by
+from .names import TRACING_FIELDS
+from .propagation import inherit
+from .validation import (
+    MAX_REQUESTED_BY_LENGTH,
+    validate_correlation_id,
+    validate_requested_by,
+    validate_type_name,
+)
 
 __all__ = [
     "BaseCommand",
@@ -75,7 +84,10 @@ __all__ = [
     "MessageKind",
     "PaginatedQuery",
     "RequestedBy",
+    "TracingFields",
     "message_kind",
+    "message_type_name",
+    "tracing_fields",
 ]
 
 MessageKind = Literal["command", "query", "event"]
@@ -114,17 +126,70 @@ class BaseMessage(BaseModel):
     requested_at: AwareDatetime = Field(default_factory=_utcnow)
 
     message_kind: ClassVar[MessageKind]
+    __message_type__: ClassVar[str] = "python_cqrs_core.messages.BaseMessage"
+    """The stable type name: ``"<module>.<qualname>"`` unless the class sets its own."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        own = cls.__dict__.get("__message_type__")
+        if own is None:  # not set on this class: derived, never inherited
+            cls.__message_type__ = f"{cls.__module__}.{cls.__qualname__}"
+        else:
+            try:
+                cls.__message_type__ = validate_type_name(own)
+            except ValueError as exc:
+                raise TypeError(f"{cls.__qualname__}.__message_type__ {exc}") from None
 
     def __init__(self, /, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self)
         frame = _trace_get()
         if frame is not None:
-            _inherit(self, frame, data)
+            inherit(self, frame)
+
+    def derive(self, **changes: Any) -> Self:
+        """A new message of the same type, with the same business fields except
+        ``changes``: the way to "change" an immutable message.
+
+        It is a new message in every respect: a fresh ``request_id`` and
+        ``requested_at``, every field validated again, and its correlation id,
+        causation id and ``requested_by`` decided like those of any message built
+        here (inherited inside a handler or a scope), unless given in ``changes``::
+
+            retry = failed_command.derive()                   # same fields, new identity
+            bigger = order.derive(quantity=order.quantity + 1)
+            same_op = order.derive(correlation_id=order.correlation_id)
+
+        Unlike ``model_copy(update=...)``, which keeps the ``request_id`` (so the copy
+        collides with the original in a store), ``derive`` never reuses an id.
+        """
+        data = {k: v for k, v in self.__dict__.items() if k not in _TRACING_FIELD_SET}
+        data.update(changes)
+        return type(self)(**data)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy of the message, the *same* message: same ``request_id`` and
+        ``requested_at``.  Values in ``update`` are validated (pydantic's own
+        ``model_copy`` would not): an unknown field or an invalid id is an error.
+
+        To make a *new* message from this one, use :meth:`derive`.
+        """
+        if not update:
+            return super().model_copy(deep=deep)
+        data = {**self.__dict__, **update}
+        if deep:
+            data = copy.deepcopy(data)
+        copied = type(self).model_validate(data)
+        object.__setattr__(
+            copied, "__pydantic_fields_set__", self.__pydantic_fields_set__ | set(update)
+        )
+        return copied
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(
-            f"cannot assign to field {name!r}: {type(self).__name__} is immutable; "
-            "build a new message or use model_copy(update=...)"
+            f"cannot assign to field {name!r}: {type(self).__name__} is immutable; derive "
+            f"a new message with message.derive({name}=...) (fresh request_id, fields "
+            "validated)"
         )
 
     def __delattr__(self, name: str) -> None:
@@ -148,27 +213,63 @@ class BaseMessage(BaseModel):
 
 
 _trace_get = _trace.get
+_TRACING_FIELD_SET = frozenset(TRACING_FIELDS)
 
 
-def _inherit(message: BaseMessage, frame: _Frame, given: dict[str, Any]) -> None:
-    """Give a message built inside a handler or scope the ids of that context.
+def message_type_name(message: BaseMessage | type[BaseMessage]) -> str:
+    """The stable type name of a message or message class.
 
-    Only fields the caller did not pass (even as ``None``) are filled.  The values
-    come from a message or scope that validated them when they entered, so they are
-    written as they are instead of running the field validators again; they count as
-    set, like a value passed by the caller.
+    By default ``"<module>.<qualname>"``; a class sets its own with
+    ``__message_type__``, so that two services agree on a name while their classes
+    live in different modules.  Stores record it, and the codec puts it on the wire.
+
+    >>> class OrderPlaced(BaseEvent):
+    ...     __message_type__ = "orders.OrderPlaced"
+    >>> message_type_name(OrderPlaced)
+    'orders.OrderPlaced'
     """
-    fields = message.__dict__
-    fields_set = message.__pydantic_fields_set__
-    if "correlation_id" not in given:
-        fields["correlation_id"] = frame.correlation_id
-        fields_set.add("correlation_id")
-    if frame.request_id is not None and "causation_id" not in given:
-        fields["causation_id"] = frame.request_id  # a handler is running: it is the cause
-        fields_set.add("causation_id")
-    if frame.requested_by is not None and "requested_by" not in given:
-        fields["requested_by"] = frame.requested_by
-        fields_set.add("requested_by")
+    return message.__message_type__
+
+
+class TracingFields(NamedTuple):
+    """A message's tracing fields as text: what every integration writes.
+
+    ``correlation_id`` is the effective one (the message's own ``request_id`` when it
+    has none, i.e. before its first dispatch).  ``causation_id`` and ``requested_by``
+    stay ``None`` when unset; each sink says what ``None`` becomes there (left out of
+    span attributes, tags and wire headers, ``null`` in JSON, ``""`` in log records).
+    """
+
+    request_id: str
+    correlation_id: str
+    causation_id: str | None
+    requested_by: str | None
+    requested_at: str
+    message_type: str
+    kind: MessageKind
+
+
+def tracing_fields(message: BaseMessage) -> TracingFields:
+    """The one conversion of a message to its tracing fields as text.
+
+    >>> class Ping(BaseCommand):
+    ...     pass
+    >>> fields = tracing_fields(Ping(correlation_id="req-1", requested_by="ada"))
+    >>> fields.correlation_id, fields.causation_id, fields.requested_by, fields.kind
+    ('req-1', None, 'ada', 'command')
+    """
+    values = message.__dict__
+    correlation = values["correlation_id"]
+    causation = values["causation_id"]
+    return TracingFields(
+        str(values["request_id"]),
+        str(values["request_id"] if correlation is None else correlation),
+        None if causation is None else str(causation),
+        values["requested_by"],
+        values["requested_at"].isoformat(),
+        message.__message_type__,
+        message.message_kind,
+    )
 
 
 class BaseCommand(BaseMessage, ICommand):

@@ -28,13 +28,16 @@ __all__ = [
     "is_valid_opaque_id",
     "validate_correlation_id",
     "validate_requested_by",
+    "validate_type_name",
 ]
 
 MAX_CORRELATION_ID_LENGTH = 128
 MAX_REQUESTED_BY_LENGTH = 256
+MAX_TYPE_NAME_LENGTH = 256
 
 _OPAQUE_ID = re.compile(f"[!-~]{{1,{MAX_CORRELATION_ID_LENGTH}}}")
 _UUID_TEXT = re.compile(r"(?:urn:uuid:)?\{?[0-9a-fA-F-]{32,36}\}?")
+_TYPE_NAME = re.compile(f"[!-~]{{1,{MAX_TYPE_NAME_LENGTH}}}")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -87,4 +90,22 @@ def validate_requested_by(value: object) -> str:
         raise ValueError(f"must be at most {MAX_REQUESTED_BY_LENGTH} characters, got {len(value)}")
     if _CONTROL.search(value) is not None:
         raise ValueError("must not contain control characters (they would end up in logs)")
+    return value
+
+
+def validate_type_name(value: object) -> str:
+    """Return ``value`` if it can name a message type, else raise :class:`ValueError`.
+
+    A type name travels in wire headers and store columns: 1 to 256 printable ASCII
+    characters without whitespace, e.g. ``"orders.OrderPlaced"``.
+
+    >>> validate_type_name("orders.OrderPlaced")
+    'orders.OrderPlaced'
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {type(value).__name__}")
+    if _TYPE_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"must be 1 to {MAX_TYPE_NAME_LENGTH} printable ASCII characters without whitespace"
+        )
     return value
