@@ -48,6 +48,7 @@ from .messages import (
     tracing_fields,
 )
 from .pii import PII, REDACTED, pii_fields, redacted_payload
+from .registry import MessageRegistry, MessageTypeCollisionError, UnknownMessageTypeError
 
 __all__ = [
     "BaseCommand",
@@ -73,12 +74,15 @@ __all__ = [
     "Listener",
     "Mediator",
     "MessageKind",
+    "MessageRegistry",
+    "MessageTypeCollisionError",
     "Middleware",
     "PII",
     "PaginatedQuery",
     "REDACTED",
     "RequestedBy",
     "TracingFields",
+    "UnknownMessageTypeError",
     "__version__",
     "correlation_scope",
     "current_causation_id",
