@@ -25,11 +25,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from .messages import BaseMessage, MessageKind
+from .messages import BaseMessage, MessageKind, message_type_name, tracing_fields
+from .names import EVENT_HANDLER_COMPLETED, EVENT_HANDLER_FAILED, EVENT_HANDLER_STARTED
 
 __all__ = ["HandlerEvent", "HandlerPhase", "Listener"]
 
 HandlerPhase = Literal["started", "completed", "failed"]
+
+_EVENT_NAMES: dict[str, str] = {
+    "started": EVENT_HANDLER_STARTED,
+    "completed": EVENT_HANDLER_COMPLETED,
+    "failed": EVENT_HANDLER_FAILED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +61,9 @@ class HandlerEvent:
 
     @property
     def message_type(self) -> str:
-        """The message's class name, e.g. ``"PlaceOrder"``."""
-        return type(self.message).__name__
+        """The message's stable type name (:func:`~python_cqrs_core.message_type_name`),
+        e.g. ``"shop.orders.PlaceOrder"``: what the store records."""
+        return message_type_name(self.message)
 
     @property
     def correlation_id(self) -> UUID | str | None:
@@ -74,17 +82,18 @@ class HandlerEvent:
         return None if self.error is None else str(self.error)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (ids as strings), e.g. for a server-sent event."""
-        m = self.message
+        """A JSON-ready dict (ids as strings, ``None`` as ``null``), e.g. for a
+        server-sent event."""
+        fields = tracing_fields(self.message)
         return {
-            "event": f"handler.{self.phase}",
-            "message_id": str(m.request_id),
-            "message_type": self.message_type,
+            "event": _EVENT_NAMES[self.phase],
+            "message_id": fields.request_id,
+            "message_type": fields.message_type,
             "kind": self.kind,
             "handler": self.handler,
-            "correlation_id": None if m.correlation_id is None else str(m.correlation_id),
-            "causation_id": None if m.causation_id is None else str(m.causation_id),
-            "requested_by": m.requested_by,
+            "correlation_id": fields.correlation_id,
+            "causation_id": fields.causation_id,
+            "requested_by": fields.requested_by,
             "duration_ms": None if self.duration_ns is None else self.duration_ns / 1e6,
             "error_type": self.error_type,
             "error_message": self.error_message,

@@ -128,13 +128,13 @@ async def test_records_in_a_chain_carry_the_ids_of_the_message_being_handled(
         "correlation_id": correlation,
         "request_id": str(command.request_id),
         "requested_by": "admin@example.com",
-        "message_type": "CreateUserCommand",
+        "message_type": f"{__name__}.CreateUserCommand",
     }
-    assert created.message_type == "UserCreated"  # type: ignore[attr-defined]
+    assert created.message_type == f"{__name__}.UserCreated"  # type: ignore[attr-defined]
     assert created.correlation_id == correlation  # type: ignore[attr-defined]
     assert created.causation_id == str(command.request_id)  # type: ignore[attr-defined]
     assert created.requested_by == "admin@example.com"  # type: ignore[attr-defined]
-    assert welcome.message_type == "SendWelcomeEmail"  # type: ignore[attr-defined]
+    assert welcome.message_type == f"{__name__}.SendWelcomeEmail"  # type: ignore[attr-defined]
     assert welcome.correlation_id == correlation  # type: ignore[attr-defined]
     assert welcome.causation_id == created.request_id  # type: ignore[attr-defined]
     assert len({create.request_id, created.request_id, welcome.request_id}) == 3  # type: ignore[attr-defined]
@@ -187,11 +187,12 @@ async def test_concurrent_chains_log_their_own_ids(records: list[logging.LogReco
     assert len(records) == 90
     request_ids = {str(command.request_id): command.correlation_id for command in commands}
     for record in records:
-        if record.message_type == "CreateUserCommand":  # type: ignore[attr-defined]
+        if record.message_type == f"{__name__}.CreateUserCommand":  # type: ignore[attr-defined]
             assert request_ids[record.request_id] == record.correlation_id  # type: ignore[attr-defined]
     by_correlation: dict[str, list[str]] = {}
     for record in records:
-        by_correlation.setdefault(record.correlation_id, []).append(record.message_type)  # type: ignore[attr-defined]
+        short_type = record.message_type.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
+        by_correlation.setdefault(record.correlation_id, []).append(short_type)  # type: ignore[attr-defined]
     assert by_correlation == {
         f"signup-{n}": ["CreateUserCommand", "UserCreated", "SendWelcomeEmail"] for n in range(30)
     }
@@ -287,7 +288,7 @@ async def test_configure_logging_routes_structlog_events_with_the_ids_of_the_han
     (line,) = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert line["message"] == "processing_command"
     assert line["request_id"] == str(command.request_id)
-    assert line["message_type"] == "CreateUserCommand"
+    assert line["message_type"] == f"{__name__}.CreateUserCommand"
 
 
 def test_configure_logging_twice_keeps_one_handler(root_logger: logging.Logger) -> None:

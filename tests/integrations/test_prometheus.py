@@ -58,9 +58,9 @@ def metered(registry: CollectorRegistry) -> Mediator:
 
 
 def count(registry: CollectorRegistry, kind: str, type_: str, outcome: str) -> float | None:
-    return registry.get_sample_value(
-        "cqrs_messages_total", {"kind": kind, "type": type_, "outcome": outcome}
-    )
+    """The counter of a message class of this module, labelled with its stable name."""
+    labels = {"kind": kind, "type": f"{__name__}.{type_}", "outcome": outcome}
+    return registry.get_sample_value("cqrs_messages_total", labels)
 
 
 async def test_counts_each_message_by_kind_type_and_outcome(
@@ -84,7 +84,7 @@ async def test_a_failing_handler_counts_as_error_and_its_exception_propagates(
 
     assert count(registry, "command", "Boom", "error") == 1
     assert count(registry, "command", "Boom", "success") is None
-    labels = {"kind": "command", "type": "Boom", "outcome": "error"}
+    labels = {"kind": "command", "type": f"{__name__}.Boom", "outcome": "error"}
     assert registry.get_sample_value("cqrs_message_duration_seconds_count", labels) == 1
 
 
@@ -94,11 +94,12 @@ async def test_duration_is_measured_from_dispatch_not_from_requested_at(
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     await metered.send(PlaceOrder(sku="old", requested_at=an_hour_ago))
 
-    labels = {"kind": "command", "type": "PlaceOrder", "outcome": "success"}
+    labels = {"kind": "command", "type": f"{__name__}.PlaceOrder", "outcome": "success"}
     duration = registry.get_sample_value("cqrs_message_duration_seconds_sum", labels)
     assert duration is not None and 0 < duration < 5
     delay = registry.get_sample_value(
-        "cqrs_message_queue_delay_seconds_sum", {"kind": "command", "type": "PlaceOrder"}
+        "cqrs_message_queue_delay_seconds_sum",
+        {"kind": "command", "type": f"{__name__}.PlaceOrder"},
     )
     assert delay is not None and 3599 < delay < 3700
 
@@ -109,7 +110,7 @@ async def test_a_message_from_the_future_has_zero_queue_delay(
     clock_ahead = datetime.now(UTC) + timedelta(minutes=5)
     await metered.query(GetOrder(order_id=1, requested_at=clock_ahead))
 
-    labels = {"kind": "query", "type": "GetOrder"}
+    labels = {"kind": "query", "type": f"{__name__}.GetOrder"}
     assert registry.get_sample_value("cqrs_message_queue_delay_seconds_sum", labels) == 0
     assert registry.get_sample_value("cqrs_message_queue_delay_seconds_count", labels) == 1
 
@@ -139,7 +140,12 @@ async def test_requested_by_label_is_opt_in(registry: CollectorRegistry) -> None
     await bus.query(GetOrder(order_id=2))
 
     def by(who: str) -> float | None:
-        labels = {"kind": "query", "type": "GetOrder", "outcome": "success", "requested_by": who}
+        labels = {
+            "kind": "query",
+            "type": f"{__name__}.GetOrder",
+            "outcome": "success",
+            "requested_by": who,
+        }
         return registry.get_sample_value("cqrs_messages_total", labels)
 
     assert by("billing-service") == 1
@@ -180,7 +186,7 @@ async def test_namespace_prefixes_every_metric(registry: CollectorRegistry) -> N
     bus.register(GetOrder, get)
     await bus.query(GetOrder(order_id=1))
 
-    labels = {"kind": "query", "type": "GetOrder", "outcome": "success"}
+    labels = {"kind": "query", "type": f"{__name__}.GetOrder", "outcome": "success"}
     assert registry.get_sample_value("shop_cqrs_messages_total", labels) == 1
 
 
@@ -193,7 +199,7 @@ async def test_custom_buckets_are_used_for_the_duration(registry: CollectorRegis
     bus.register(GetOrder, get)
     await bus.query(GetOrder(order_id=1))
 
-    labels = {"kind": "query", "type": "GetOrder", "outcome": "success", "le": "0.5"}
+    labels = {"kind": "query", "type": f"{__name__}.GetOrder", "outcome": "success", "le": "0.5"}
     assert registry.get_sample_value("cqrs_message_duration_seconds_bucket", labels) == 1
     labels["le"] = "0.1"
     assert registry.get_sample_value("cqrs_message_duration_seconds_bucket", labels) is None

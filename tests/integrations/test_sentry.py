@@ -64,9 +64,12 @@ async def test_a_handler_error_is_reported_with_the_message_tags_and_context(
         "requested_by": "john@example.com",
         "cqrs.type": "command",
         "cqrs.name": "CreateInvite",
+        "cqrs.message_type": f"{__name__}.CreateInvite",
     }
     context = event["contexts"]["command"]
     assert context["type"] == "CreateInvite"
+    assert context["message_type"] == f"{__name__}.CreateInvite"
+    assert context["causation_id"] is None  # a root: null in the context, no tag
     assert context["request_id"] == str(command.request_id)
     assert context["requested_at"] == command.requested_at.isoformat()
     assert "payload" not in context

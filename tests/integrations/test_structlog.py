@@ -79,14 +79,14 @@ async def test_events_in_a_chain_carry_the_ids_of_the_message_being_handled(
         "correlation_id": "checkout-42",
         "request_id": str(command.request_id),
         "requested_by": "ada",
-        "message_type": "PlaceOrder",
+        "message_type": f"{__name__}.PlaceOrder",
     }
     assert placing["sku"] == "A-1"
-    assert placed["message_type"] == "OrderPlaced"
+    assert placed["message_type"] == f"{__name__}.OrderPlaced"
     assert placed["correlation_id"] == "checkout-42"
     assert placed["causation_id"] == str(command.request_id)
     assert placed["request_id"] not in {"", str(command.request_id)}
-    assert reserving["message_type"] == "ReserveStock"
+    assert reserving["message_type"] == f"{__name__}.ReserveStock"
     assert reserving["correlation_id"] == "checkout-42"
     assert reserving["causation_id"] == placed["request_id"]
 

@@ -52,11 +52,13 @@ from uuid import UUID
 
 from .._ids import uuid4
 from ..context import correlation_scope
+from ..names import ASGI_LOGGER, REQUEST_ID_HEADER
+from ..names import CORRELATION_HEADER as _CORRELATION_HEADER
 from ..validation import is_valid_opaque_id, validate_correlation_id, validate_requested_by
 
 __all__ = ["CORRELATION_HEADER", "CorrelationIdMiddleware", "resolve_correlation_id"]
 
-CORRELATION_HEADER: Final = "X-Correlation-ID"
+CORRELATION_HEADER: Final = _CORRELATION_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,14 +66,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-logger = logging.getLogger("python_cqrs_core.asgi")
+logger = logging.getLogger(ASGI_LOGGER)
 
 _ERROR_BODY: Final = b"Internal Server Error"
 
 
 def resolve_correlation_id(
     headers: Iterable[tuple[bytes, bytes]],
-    names: Iterable[str] = (CORRELATION_HEADER, "X-Request-ID"),
+    names: Iterable[str] = (CORRELATION_HEADER, REQUEST_ID_HEADER),
 ) -> UUID | str:
     """Return the correlation id of a request from its raw ASGI ``headers``.
 
@@ -149,7 +151,7 @@ class CorrelationIdMiddleware:
         app: ASGIApp,
         *,
         header: str = CORRELATION_HEADER,
-        fallback_headers: Iterable[str] = ("X-Request-ID",),
+        fallback_headers: Iterable[str] = (REQUEST_ID_HEADER,),
         requested_by: Callable[[Scope], str | None] | None = None,
     ) -> None:
         self.app = app

@@ -46,7 +46,20 @@ from typing import Any, Final, Literal
 from .._optional_otel import recording_span
 from ..context import current_correlation_id, current_message, current_requested_by
 from ..mediator import CallNext
-from ..messages import BaseMessage
+from ..messages import BaseMessage, tracing_fields
+from ..names import (
+    AUDIT_ACTION,
+    AUDIT_ACTOR,
+    AUDIT_BUSINESS_REQUEST_ID,
+    AUDIT_CORRELATION_ID,
+    AUDIT_ERROR_TYPE,
+    AUDIT_PAYLOAD,
+    AUDIT_RESOURCE_ID,
+    AUDIT_RESOURCE_TYPE,
+    AUDIT_RESULT,
+    AUDIT_TIMESTAMP,
+)
+from ..names import AUDIT_LOGGER as _AUDIT_LOGGER
 from ..pii import redacted_payload
 
 __all__ = [
@@ -60,19 +73,19 @@ __all__ = [
 AuditResult = Literal["success", "denied", "error"]
 
 AUDIT_EVENT_SCHEMA: Final[Mapping[str, str]] = {
-    "audit.action": "string",  # CREATE_USER, DELETE_ORDER, ...
-    "audit.actor": "string",  # who: requested_by, else "system"
-    "audit.resource_type": "string",  # user, order, invite
-    "audit.resource_id": "string",  # which one
-    "audit.timestamp": "ISO8601",  # when: requested_at
-    "audit.business_request_id": "UUID",  # the message's request_id
-    "audit.correlation_id": "string",  # the business operation
-    "audit.result": "string",  # success, denied, error
+    AUDIT_ACTION: "string",  # CREATE_USER, DELETE_ORDER, ...
+    AUDIT_ACTOR: "string",  # who: requested_by, else "system"
+    AUDIT_RESOURCE_TYPE: "string",  # user, order, invite
+    AUDIT_RESOURCE_ID: "string",  # which one
+    AUDIT_TIMESTAMP: "ISO8601",  # when: requested_at
+    AUDIT_BUSINESS_REQUEST_ID: "UUID",  # the message's request_id
+    AUDIT_CORRELATION_ID: "string",  # the business operation
+    AUDIT_RESULT: "string",  # success, denied, error
 }
 """The keys of every audit event and their types (the guide's schema, plus the
 correlation id its span-event example records)."""
 
-AUDIT_LOGGER: Final = "python_cqrs_core.audit"
+AUDIT_LOGGER: Final = _AUDIT_LOGGER
 
 logger = logging.getLogger(AUDIT_LOGGER)
 
@@ -122,24 +135,25 @@ def audit(
     if message is None:
         message = current_message()
     event: dict[str, str | bool | int | float] = {
-        "audit.action": action,
-        "audit.resource_type": resource_type,
-        "audit.resource_id": "unknown" if resource_id is None else str(resource_id),
-        "audit.result": result,
+        AUDIT_ACTION: action,
+        AUDIT_RESOURCE_TYPE: resource_type,
+        AUDIT_RESOURCE_ID: "unknown" if resource_id is None else str(resource_id),
+        AUDIT_RESULT: result,
     }
     if message is not None:
-        event["audit.actor"] = message.requested_by or "system"
-        event["audit.timestamp"] = message.requested_at.isoformat()
-        event["audit.business_request_id"] = str(message.request_id)
-        correlation_id = message.correlation_id
+        fields = tracing_fields(message)
+        event[AUDIT_ACTOR] = fields.requested_by or "system"
+        event[AUDIT_TIMESTAMP] = fields.requested_at
+        event[AUDIT_BUSINESS_REQUEST_ID] = fields.request_id
+        event[AUDIT_CORRELATION_ID] = fields.correlation_id
         if include_payload:
-            event["audit.payload"] = json.dumps(redacted_payload(message), sort_keys=True)
+            event[AUDIT_PAYLOAD] = json.dumps(redacted_payload(message), sort_keys=True)
     else:
-        event["audit.actor"] = current_requested_by() or "system"
-        event["audit.timestamp"] = datetime.now(UTC).isoformat()
+        event[AUDIT_ACTOR] = current_requested_by() or "system"
+        event[AUDIT_TIMESTAMP] = datetime.now(UTC).isoformat()
         correlation_id = current_correlation_id()
-    if correlation_id is not None:
-        event["audit.correlation_id"] = str(correlation_id)
+        if correlation_id is not None:  # an attribute is left out, never "None"
+            event[AUDIT_CORRELATION_ID] = str(correlation_id)
     for key, value in attributes.items():
         if value is not None:
             event[key] = _attribute_value(value)
@@ -214,7 +228,7 @@ class AuditMiddleware:
             result = await call_next(message)
         except Exception as exc:
             outcome: AuditResult = "denied" if isinstance(exc, self.denied) else "error"
-            self._emit(action, message, None, outcome, **{"audit.error_type": type(exc).__name__})
+            self._emit(action, message, None, outcome, **{AUDIT_ERROR_TYPE: type(exc).__name__})
             raise
         self._emit(action, message, result, "success")
         return result

@@ -38,6 +38,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from .._optional_otel import recording_span
 from ..context import current_correlation_id, current_message, current_requested_by
+from ..messages import tracing_fields
+from ..names import LOG_FIELDS
 
 if TYPE_CHECKING:
     from ..messages import BaseMessage
@@ -53,16 +55,8 @@ __all__ = [
     "record_extras",
 ]
 
-CORRELATION_FIELDS: Final = (
-    "correlation_id",
-    "causation_id",
-    "request_id",
-    "requested_by",
-    "message_type",
-    "trace_id",
-    "span_id",
-)
-"""The keys added to every record, in this order."""
+CORRELATION_FIELDS: Final = LOG_FIELDS
+"""The keys added to every record, in this order (:data:`python_cqrs_core.names.LOG_FIELDS`)."""
 
 REQUEST_ID_FORMAT: Final = "[%(request_id)s] %(message)s"
 """The guide's ``[<request_id>] message`` log lines."""
@@ -95,13 +89,13 @@ def _message_fields(message: BaseMessage) -> dict[str, str]:
     cached_message, cached = _last
     if cached_message is message:
         return dict(cached)
-    causation_id = message.causation_id
+    ids = tracing_fields(message)  # a log record holds text: None is written as ""
     fields = {
-        "correlation_id": str(message.effective_correlation_id),
-        "causation_id": "" if causation_id is None else str(causation_id),
-        "request_id": str(message.request_id),
-        "requested_by": message.requested_by or "",
-        "message_type": type(message).__name__,
+        "correlation_id": ids.correlation_id,
+        "causation_id": ids.causation_id or "",
+        "request_id": ids.request_id,
+        "requested_by": ids.requested_by or "",
+        "message_type": ids.message_type,
     }
     _last = (message, fields)
     return dict(fields)

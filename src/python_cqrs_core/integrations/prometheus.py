@@ -8,7 +8,7 @@ Install the ``[prometheus]`` extra (``prometheus_client``), then::
     registry = CollectorRegistry()
     bus.add_middleware(PrometheusMiddleware(registry))
 
-Three metrics, labelled by ``kind`` (command/query/event), ``type`` (the message class
+Three metrics, labelled by ``kind`` (command/query/event), ``type`` (the stable message type
 name) and, for the first two, ``outcome`` (``success`` or ``error``):
 
 ==========================================  =========  ====================================
@@ -44,6 +44,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from ..mediator import CallNext
 from ..messages import BaseMessage
+from ..names import METRIC_DURATION, METRIC_MESSAGES, METRIC_QUEUE_DELAY
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
@@ -140,7 +141,7 @@ class PrometheusMiddleware:
         self._messages = _collector(
             registry,
             Counter,
-            "cqrs_messages_total",
+            METRIC_MESSAGES,
             "Messages handled, by kind, type and outcome.",
             ("kind", "type", "outcome", *extra),
             namespace,
@@ -148,7 +149,7 @@ class PrometheusMiddleware:
         self._duration = _collector(
             registry,
             Histogram,
-            "cqrs_message_duration_seconds",
+            METRIC_DURATION,
             "Time from dispatch to the handler's return, by kind, type and outcome.",
             ("kind", "type", "outcome", *extra),
             namespace,
@@ -157,7 +158,7 @@ class PrometheusMiddleware:
         self._queue_delay = _collector(
             registry,
             Histogram,
-            "cqrs_message_queue_delay_seconds",
+            METRIC_QUEUE_DELAY,
             "Time from the message's requested_at to its dispatch, by kind and type.",
             ("kind", "type", *extra),
             namespace,
@@ -178,7 +179,7 @@ class PrometheusMiddleware:
     async def __call__(self, message: BaseMessage, call_next: CallNext) -> Any:
         start = _perf()
         kind = message.message_kind
-        name = type(message).__name__
+        name = message.__message_type__
         extra: tuple[str, ...] = ()
         if self.requested_by_label:
             extra = (message.requested_by or "anonymous",)

@@ -9,8 +9,9 @@ Install the ``[sentry]`` extra (``sentry-sdk`` 2.x), initialise Sentry as usual,
 For every dispatched message the middleware forks the current Sentry scope
 (:func:`sentry_sdk.new_scope`) and sets on it:
 
-- the tags ``business.request_id``, ``correlation_id``, ``causation_id``,
-  ``requested_by``, ``cqrs.type`` (command/query/event) and ``cqrs.name`` (the class);
+- the tags ``business.request_id``, ``correlation_id``, ``causation_id`` (left out for a
+  root message), ``requested_by`` (when set), ``cqrs.type`` (command/query/event),
+  ``cqrs.name`` (the class) and ``cqrs.message_type`` (the stable type name);
 - a context named after the kind (``command``, ``query`` or ``event``) with the type,
   the ids, ``requested_by`` and ``requested_at`` (and the payload with
   ``include_payload=True``, with the fields declared :data:`~python_cqrs_core.PII`
@@ -44,12 +45,22 @@ from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception
 
 from ..mediator import CallNext
-from ..messages import BaseMessage
+from ..messages import BaseMessage, tracing_fields
+from ..names import (
+    SENTRY_MECHANISM,
+    TAG_CAUSATION_ID,
+    TAG_CORRELATION_ID,
+    TAG_CQRS_NAME,
+    TAG_CQRS_TYPE,
+    TAG_MESSAGE_TYPE,
+    TAG_REQUEST_ID,
+    TAG_REQUESTED_BY,
+)
 from ..pii import redacted_payload
 
 __all__ = ["MECHANISM", "SentryMiddleware", "message_context"]
 
-MECHANISM: Final = "python_cqrs_core"
+MECHANISM: Final = SENTRY_MECHANISM
 """The ``mechanism.type`` of the error events this middleware captures."""
 
 # Set on an exception once captured, so that outer middleware (a parent message) and
@@ -79,26 +90,27 @@ def _install_processor() -> None:
         _processor_installed = True
 
 
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def message_context(message: BaseMessage, *, include_payload: bool = False) -> dict[str, Any]:
     """The Sentry context of a message: what the guide puts in ``set_context("command", ...)``.
 
     >>> from python_cqrs_core import BaseCommand
     >>> class Ping(BaseCommand):
     ...     pass
-    >>> sorted(message_context(Ping()))
-    ['causation_id', 'correlation_id', 'request_id', 'requested_at', 'requested_by', 'type']
+    >>> sorted(message_context(Ping()))  # doctest: +NORMALIZE_WHITESPACE
+    ['causation_id', 'correlation_id', 'message_type', 'request_id', 'requested_at',
+     'requested_by', 'type']
+
+    A context is JSON: a missing id is ``null`` there (a tag is left out instead).
     """
+    fields = tracing_fields(message)
     context: dict[str, Any] = {
         "type": type(message).__name__,
-        "request_id": str(message.request_id),
-        "correlation_id": _str_or_none(message.correlation_id),
-        "causation_id": _str_or_none(message.causation_id),
-        "requested_by": message.requested_by,
-        "requested_at": message.requested_at.isoformat(),
+        "message_type": fields.message_type,
+        "request_id": fields.request_id,
+        "correlation_id": fields.correlation_id,
+        "causation_id": fields.causation_id,
+        "requested_by": fields.requested_by,
+        "requested_at": fields.requested_at,
     }
     if include_payload:
         context["payload"] = redacted_payload(message)
@@ -123,18 +135,20 @@ class SentryMiddleware:
         client = sentry_sdk.get_client()
         if not client.is_active():
             return await call_next(message)
-        kind = message.message_kind
+        fields = tracing_fields(message)
+        kind = fields.kind
         with sentry_sdk.new_scope() as scope:
-            scope.set_tag("business.request_id", str(message.request_id))
-            scope.set_tag("correlation_id", str(message.effective_correlation_id))
-            if message.causation_id is not None:  # None for a root message
-                scope.set_tag("causation_id", str(message.causation_id))
-            scope.set_tag("cqrs.type", kind)
-            scope.set_tag("cqrs.name", type(message).__name__)
-            if message.requested_by is not None:
-                scope.set_tag("requested_by", message.requested_by)
+            scope.set_tag(TAG_REQUEST_ID, fields.request_id)
+            scope.set_tag(TAG_CORRELATION_ID, fields.correlation_id)
+            if fields.causation_id is not None:  # a tag is left out, never "None"
+                scope.set_tag(TAG_CAUSATION_ID, fields.causation_id)
+            scope.set_tag(TAG_CQRS_TYPE, kind)
+            scope.set_tag(TAG_CQRS_NAME, type(message).__name__)
+            scope.set_tag(TAG_MESSAGE_TYPE, fields.message_type)
+            if fields.requested_by is not None:
+                scope.set_tag(TAG_REQUESTED_BY, fields.requested_by)
                 if _may_send_user(client):
-                    scope.set_user({"id": message.requested_by, "username": message.requested_by})
+                    scope.set_user({"id": fields.requested_by, "username": fields.requested_by})
             scope.set_context(kind, message_context(message, include_payload=self.include_payload))
             try:
                 return await call_next(message)
