@@ -60,6 +60,20 @@ CE_CORRELATION_ID: Final = "correlationid"
 CE_CAUSATION_ID: Final = "causationid"
 CE_REQUESTED_BY: Final = "requestedby"
 CE_KIND: Final = "cqrskind"
+# Context attributes of CloudEvents 1.0 (the attribute names of the structured format;
+# the binary mode writes them as CE_HEADER_PREFIX + name, datacontenttype as content-type).
+CE_ID: Final = "id"
+CE_SOURCE: Final = "source"
+CE_SPECVERSION: Final = "specversion"
+CE_TYPE: Final = "type"
+CE_TIME: Final = "time"
+CE_DATACONTENTTYPE: Final = "datacontenttype"
+CE_DATA: Final = "data"
+CE_DATA_BASE64: Final = "data_base64"
+CE_MEDIA_TYPE_PREFIX: Final = "application/cloudevents"
+"""What every CloudEvents content type starts with (structured, batch, other formats)."""
+CE_DEFAULT_SOURCE: Final = "/python-cqrs-core"
+"""The ``source`` written when the application configures none (set your service's)."""
 
 # -- OpenTelemetry ------------------------------------------------------------------------
 INSTRUMENTATION_SCOPE: Final = "python_cqrs_core"
