@@ -96,3 +96,12 @@ def test_discover_registers_the_subclasses_of_a_base():
 def test_only_commands_queries_and_events_can_be_registered(bad):
     with pytest.raises(TypeError):
         MessageRegistry().register(bad)
+
+
+def test_discover_skips_the_library_bases():
+    from python_cqrs_core import PaginatedQuery
+
+    registry = MessageRegistry()
+    registry.discover(BaseCommand)
+    assert PlaceOrder in list(registry)
+    assert not {BaseCommand, PaginatedQuery} & set(registry)

@@ -33,6 +33,7 @@ from .messages import BaseMessage, message_kind, message_type_name
 __all__ = ["MessageRegistry", "MessageTypeCollisionError", "UnknownMessageTypeError"]
 
 _M = TypeVar("_M", bound=BaseMessage)
+_LIBRARY_BASES = BaseMessage.__module__
 
 
 class UnknownMessageTypeError(CQRSError, LookupError):
@@ -109,16 +110,17 @@ class MessageRegistry:
         (``base`` included, if it is one) and is defined at this moment.
 
         Returns the classes registered.  Classes defined later are not seen: call it
-        after importing the modules that define them.  Generic parametrisations and
-        classes without a kind (the abstract bases) are skipped.
+        after importing the modules that define them.  The library's own bases
+        (``BaseCommand``, ``PaginatedQuery``...) and generic parametrisations are
+        skipped.
         """
         found = [
             cls
-            for cls in _subclasses(base)
-            if message_kind(cls) is not None and "[" not in cls.__qualname__
+            for cls in [base, *_subclasses(base)]
+            if message_kind(cls) is not None
+            and cls.__module__ != _LIBRARY_BASES
+            and "[" not in cls.__qualname__
         ]
-        if base is not BaseMessage and message_kind(base) is not None:
-            found.insert(0, base)
         self.register(*found)
         return found
 
