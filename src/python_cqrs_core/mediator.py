@@ -47,7 +47,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 from uuid import UUID
 
 from .context import _trace
@@ -74,6 +74,7 @@ _Invoke = Callable[[Any], Awaitable[Any]]
 
 _H = TypeVar("_H")
 _M = TypeVar("_M", bound=BaseMessage)
+_R = TypeVar("_R")
 _KIND_METHOD = {"command": "send", "query": "query", "event": "publish"}
 _ARTICLE = {"command": "a", "query": "a", "event": "an"}
 _perf_ns = time.perf_counter_ns
@@ -393,22 +394,24 @@ class Mediator:
     # the same name, signature and docstring (see _dispatcher); these bodies document
     # them and serve ``Mediator.send(bus, command)``.
 
-    async def send(self, command: BaseCommand, /) -> Any:
+    async def send(self, command: BaseCommand[_R], /) -> _R:
         """Send a command to its one handler and return the handler's result.
 
         The command's ids are decided first (see :mod:`python_cqrs_core.propagation`),
         then middleware and the handler run with the command as the current message.
         Raises :class:`~python_cqrs_core.HandlerNotFoundError` when the command type has
         no handler, :class:`TypeError` when ``command`` is not a command; a handler's
-        own exception reaches the caller unchanged.  The result's type is the one the
-        registered handler returns (a command class does not name it, so it is
-        ``Any`` here).
+        own exception reaches the caller unchanged.  The result is typed by the
+        command class: ``class CreateUser(BaseCommand[int])`` makes it ``int``, a plain
+        ``BaseCommand`` subclass ``Any``.
         """
-        return await self._dispatch_by_kind["command"](command)
+        result: _R = await self._dispatch_by_kind["command"](command)
+        return result
 
-    async def query(self, query: BaseQuery, /) -> Any:
+    async def query(self, query: BaseQuery[_R], /) -> _R:
         """Send a query to its one handler and return what it read (see :meth:`send`)."""
-        return await self._dispatch_by_kind["query"](query)
+        result: _R = await self._dispatch_by_kind["query"](query)
+        return result
 
     async def publish(self, event: BaseEvent, /) -> None:
         """Deliver an event to every subscriber, one after another; returns ``None``.
@@ -418,6 +421,25 @@ class Mediator:
         documentation for how failures are raised.
         """
         await self._dispatch_by_kind["event"](event)
+
+    @overload
+    async def process(
+        self,
+        message: BaseCommand[_R] | BaseQuery[_R],
+        /,
+        *,
+        correlation_id: UUID | str | None = None,
+    ) -> _R: ...
+
+    @overload
+    async def process(
+        self, message: BaseEvent, /, *, correlation_id: UUID | str | None = None
+    ) -> None: ...
+
+    @overload
+    async def process(
+        self, message: BaseMessage, /, *, correlation_id: UUID | str | None = None
+    ) -> Any: ...
 
     async def process(
         self, message: BaseMessage, /, *, correlation_id: UUID | str | None = None
