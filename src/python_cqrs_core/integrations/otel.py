@@ -1,47 +1,53 @@
-"""OpenTelemetry tracing for the mediator: one span per handled message.
+"""OpenTelemetry tracing for the mediator: a span per message, a span per handler.
 
 Install the ``[otel]`` extra (``opentelemetry-api``; add ``opentelemetry-sdk`` and an
 exporter in the application) and instrument the bus once, before other middleware so
-that their work happens inside the span::
+that their work happens inside the spans::
 
-    from python_cqrs_core.integrations.otel import instrument
+    from python_cqrs_core.integrations.otel import instrument, uninstrument
 
     bus = Mediator()
-    instrument(bus)                    # the global tracer provider
-    instrument(bus, tracer_provider)   # or an explicit one
+    instrument(bus)                     # the global tracer provider
+    instrument(bus, tracer_provider)    # or an explicit one
+    uninstrument(bus)                   # and back to no tracing
 
 Every command, query and event dispatched through the bus is then handled inside a
-span named ``process <MessageType>`` on the tracer ``cqrs.write`` (commands),
-``cqrs.read`` (queries) or ``cqrs.events`` (events).  The span carries the message's
-business fields (:func:`attach_cqrs_context`, the guide's Pattern 1) and the OTel
-messaging conventions; while the handler runs the span is current and the baggage
-entry ``correlation.id`` is set, so a command sent from an event handler gets a
-child span, and outgoing HTTP calls carry both the ``traceparent`` and the
-correlation id (the guide's Patterns 3 and 4, with no code in the handler).
+span named ``process <MessageType>``, and each of its handlers (each subscriber of an
+event) inside a child span ``handle <HandlerName>``.  All spans come from one tracer,
+the instrumentation scope :data:`~python_cqrs_core.names.INSTRUMENTATION_SCOPE`,
+versioned with the library and carrying :data:`~python_cqrs_core.names.SCHEMA_URL`;
+the kind of message is the ``cqrs.type`` attribute.  Message spans carry the
+message's ids (never its author unless asked: ``record_enduser=True`` adds
+``enduser.id``) and the OTel messaging conventions; a failure sets ``ERROR``, records
+the exception and sets ``error.type`` on the span of the handler that raised and on
+the message's span.
 
-A message handled later or in another process continues the trace: while its span is
-current, :func:`python_cqrs_core.headers.trace_headers` returns the span's
-``traceparent``, which the message store records with the message; the consumer
-handles it inside :meth:`TracingMiddleware.consume`, which makes the new handler span
-a ``CONSUMER`` child of the recorded one::
+While a message is handled its spans are current and the baggage entry
+``correlation.id`` is set, so a command sent from an event handler gets a child span,
+and outgoing HTTP calls carry both the ``traceparent`` and the correlation id.
+
+A message handled later or in another process continues the trace: while a handler
+runs, :func:`python_cqrs_core.headers.trace_headers` returns its span's
+``traceparent``, which the message store records with what the handler causes; the
+consumer handles a recorded message inside :meth:`TracingMiddleware.consume`, which
+makes its span a ``CONSUMER`` child of the recorded one::
 
     with TracingMiddleware.consume(record.headers):
-        await bus.process(record.message)
+        await bus.process(record.to_message(registry))
 
-With no SDK configured, OpenTelemetry hands out a no-op span: the middleware sees that
-it records nothing and continues no trace, and calls the next step directly, with no
-attributes, baggage or context switch (about a microsecond per dispatch; with an
-explicit ``NoOpTracerProvider`` it does not even start the span; measured in
-``docs/observability/opentelemetry.md``).
+With no SDK configured, OpenTelemetry hands out no-op spans: the middleware sees that
+nothing is configured and calls the next step directly, with no span, attributes,
+baggage or context switch (measured in ``docs/observability/opentelemetry.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
@@ -60,69 +66,22 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from .. import names
 from .._version import __version__
-from ..mediator import CallNext, Mediator
-from ..messages import BaseMessage, MessageKind
+from ..errors import CQRSError
+from ..mediator import CallNext, HandlerMiddleware, Mediator, Middleware
+from ..messages import BaseMessage, TracingFields, tracing_fields
 from ..pii import redacted_payload
 
 __all__ = [
-    "BAGGAGE_CORRELATION_ID",
-    "BUSINESS_CAUSATION_ID",
-    "BUSINESS_CORRELATION_ID",
-    "BUSINESS_REQUEST_ID",
-    "CQRS_NAME",
-    "CQRS_PAYLOAD_PREFIX",
-    "CQRS_TYPE",
-    "MESSAGING_CONVERSATION_ID",
-    "MESSAGING_DESTINATION_NAME",
-    "MESSAGING_MESSAGE_ID",
-    "MESSAGING_OPERATION_NAME",
-    "MESSAGING_OPERATION_TYPE",
-    "MESSAGING_SYSTEM",
-    "MESSAGING_SYSTEM_VALUE",
-    "PROCESS",
-    "REQUESTED_AT",
-    "REQUESTED_BY",
-    "TRACER_NAMES",
+    "AlreadyInstrumentedError",
     "TracingMiddleware",
     "attach_cqrs_context",
     "context_from_headers",
+    "error_type",
     "instrument",
+    "uninstrument",
 ]
-
-# -- names: every attribute, tracer and baggage key the module emits -------------------
-
-# The guide's business attributes (Pattern 1), plus causation.
-BUSINESS_REQUEST_ID: Final = "business.request_id"
-BUSINESS_CORRELATION_ID: Final = "business.correlation_id"
-BUSINESS_CAUSATION_ID: Final = "business.causation_id"
-REQUESTED_BY: Final = "requested_by"
-REQUESTED_AT: Final = "requested_at"
-CQRS_TYPE: Final = "cqrs.type"
-CQRS_NAME: Final = "cqrs.name"
-CQRS_PAYLOAD_PREFIX: Final = "cqrs.payload."
-
-# OpenTelemetry messaging semantic conventions.
-MESSAGING_SYSTEM: Final = "messaging.system"
-MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
-MESSAGING_CONVERSATION_ID: Final = "messaging.message.conversation_id"
-MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
-MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
-MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
-
-MESSAGING_SYSTEM_VALUE: Final = "python-cqrs-core"
-PROCESS: Final = "process"
-
-BAGGAGE_CORRELATION_ID: Final = "correlation.id"
-"""The baggage entry holding the correlation id while a message is handled."""
-
-TRACER_NAMES: Final[Mapping[MessageKind, str]] = {
-    "command": "cqrs.write",
-    "query": "cqrs.read",
-    "event": "cqrs.events",
-}
-"""The tracer (instrumentation scope) of each kind of message: the guide's separate
-write and read tracers, and one for events."""
 
 # The tracing fields of every message: attributes of their own, never payload.
 _TRACING_FIELDS: Final = frozenset(BaseMessage.model_fields)
@@ -131,33 +90,46 @@ _TRACING_FIELDS: Final = frozenset(BaseMessage.model_fields)
 # or broker, so its span is a CONSUMER span.
 _consuming: ContextVar[bool] = ContextVar("cqrs_otel_consuming", default=False)
 
+# What instrument() installed on each bus (weak: a bus that is dropped is forgotten).
+_installed: weakref.WeakKeyDictionary[Mediator, tuple[Middleware | HandlerMiddleware, ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class AlreadyInstrumentedError(CQRSError, ValueError):
+    """:func:`instrument` was called on a bus it already instrumented.
+
+    Instrumenting twice would trace every message twice; with other arguments it
+    would also leave the first ones in force.  Call :func:`uninstrument` first to
+    change the configuration.
+    """
+
 
 def attach_cqrs_context(span: Span, message: BaseMessage) -> None:
     """Attach a message's business fields to ``span``: the guide's Pattern 1.
 
     Sets ``business.request_id``, ``business.correlation_id`` and ``requested_by``
-    (when set), ``requested_at`` (ISO 8601), ``cqrs.type`` (``"command"``,
+    (each when set), ``requested_at`` (ISO 8601), ``cqrs.type`` (``"command"``,
     ``"query"`` or ``"event"``) and ``cqrs.name`` (the class name), plus
-    ``business.causation_id`` when the message has a cause::
+    ``business.causation_id`` when the message has a cause.  Calling it is the
+    application's choice to put ``requested_by`` (personal data) on its own span;
+    the automatic spans leave it out unless asked (see :func:`instrument`)::
 
         with tracer.start_as_current_span("CreateInvite") as span:
             attach_cqrs_context(span, command)
     """
-    span.set_attributes(_business_attributes(message))
-
-
-def _business_attributes(message: BaseMessage) -> dict[str, AttributeValue]:
-    attributes: dict[str, AttributeValue] = {BUSINESS_REQUEST_ID: str(message.request_id)}
-    if message.correlation_id is not None:
-        attributes[BUSINESS_CORRELATION_ID] = str(message.correlation_id)
-    if message.causation_id is not None:
-        attributes[BUSINESS_CAUSATION_ID] = str(message.causation_id)
-    if message.requested_by:
-        attributes[REQUESTED_BY] = message.requested_by
-    attributes[REQUESTED_AT] = message.requested_at.isoformat()
-    attributes[CQRS_TYPE] = message.message_kind
-    attributes[CQRS_NAME] = type(message).__name__
-    return attributes
+    fields = tracing_fields(message)
+    attributes: dict[str, AttributeValue] = {names.ATTR_REQUEST_ID: fields.request_id}
+    if message.correlation_id is not None:  # as the guide: only one the message has
+        attributes[names.ATTR_CORRELATION_ID] = fields.correlation_id
+    if fields.causation_id is not None:
+        attributes[names.ATTR_CAUSATION_ID] = fields.causation_id
+    if fields.requested_by:
+        attributes[names.ATTR_REQUESTED_BY] = fields.requested_by
+    attributes[names.ATTR_REQUESTED_AT] = fields.requested_at
+    attributes[names.ATTR_CQRS_TYPE] = fields.kind
+    attributes[names.ATTR_CQRS_NAME] = type(message).__name__
+    span.set_attributes(attributes)
 
 
 def context_from_headers(headers: Mapping[str, str]) -> Context:
@@ -168,79 +140,127 @@ def context_from_headers(headers: Mapping[str, str]) -> Context:
     case).  Extraction uses the globally configured propagator (W3C trace context and
     baggage by default) and starts from an empty context, so nothing of the
     consumer's own context leaks in.  Missing or malformed headers give a context
-    with no parent span: the handler span then starts a new trace.
+    with no parent span: the handler span then starts a new trace::
+
+        context = context_from_headers({"traceparent": record.traceparent})
     """
     return extract(headers)
 
 
-class _Route(NamedTuple):
-    tracer: Tracer
-    span_name: str
-    # Returns True while no SDK is configured for this tracer (None: cannot tell).
-    unconfigured: Callable[[], bool] | None
+def error_type(exc: BaseException) -> str:
+    """The ``error.type`` of an exception: its fully qualified class name.
+
+    ``module.QualName``, as the semantic conventions ask (a canonical, low-cardinality
+    name), except for built-in exceptions, whose canonical name has no module:
+
+    >>> error_type(ValueError("bad"))
+    'ValueError'
+    >>> from python_cqrs_core import HandlerNotFoundError
+    >>> error_type(HandlerNotFoundError("no handler"))
+    'python_cqrs_core.errors.HandlerNotFoundError'
+    """
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _unconfigured_check(tracer: Tracer) -> Callable[[], bool] | None:
-    """A cheap test for "no SDK is configured yet" on the global proxy tracer.
+def _fail(span: Span, exc: Exception) -> None:
+    """Mark ``span`` as failed by ``exc``: ERROR status, the exception, ``error.type``."""
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute(names.ATTR_ERROR_TYPE, error_type(exc))
 
-    Until an SDK provider is set, ``get_tracer`` hands out a ``ProxyTracer`` whose
-    spans are no-ops; asking the public API (``get_tracer_provider()``) costs about
-    a microsecond per dispatch because it consults the environment.  The proxy
-    keeps its real tracer and the global provider in two attributes; reading them
-    costs tens of nanoseconds.  They are OpenTelemetry internals, so this only
-    applies when they look as expected, and otherwise (``None``) the middleware
-    starts a span and checks it, which is always correct.  As soon as a provider is
-    set, the check turns False for good and spans are recorded.
+
+def _unconfigured_proxy(tracer: Tracer) -> trace.ProxyTracer | None:
+    """The tracer, if it is the global proxy and can cheaply tell "no SDK yet".
+
+    Until an SDK provider is set, ``get_tracer`` on the global provider hands out a
+    ``ProxyTracer`` whose spans are no-ops; asking the public API
+    (``get_tracer_provider()``) costs about a microsecond per dispatch because it
+    consults the environment.  The proxy keeps its real tracer and the global
+    provider in two attributes (``_real_tracer``, ``trace._TRACER_PROVIDER``), both
+    ``None`` until an SDK is set; reading them costs tens of nanoseconds.  They are
+    OpenTelemetry internals, so this returns the proxy only when they look as
+    expected; otherwise (``None``) the middleware starts a span and checks it, which
+    is always correct.  As soon as a provider is set the check fails for good and
+    spans are recorded.
     """
     if type(tracer) is not trace.ProxyTracer or not hasattr(tracer, "_real_tracer"):
         return None
     if not hasattr(trace, "_TRACER_PROVIDER"):
         return None
-    module = trace
-
-    def unconfigured() -> bool:
-        return tracer._real_tracer is None and module._TRACER_PROVIDER is None
-
-    return unconfigured
+    return tracer
 
 
 class TracingMiddleware:
-    """Mediator middleware that handles every message inside its own span.
+    """Mediator middleware that handles every message inside its own span, and (through
+    :attr:`handler_middleware`) runs each handler inside a child span.
+
+    :func:`instrument` installs both; build one yourself to restrict it::
+
+        tracing = TracingMiddleware(provider)
+        bus.add_middleware(tracing, kinds=["command"])
+        bus.add_handler_middleware(tracing.handler_middleware, kinds=["command"])
 
     ``tracer_provider`` defaults to the global one (OpenTelemetry resolves it lazily,
-    so instrumenting before the SDK is configured is fine).  With an explicit
-    ``NoOpTracerProvider`` the middleware only calls the next step.  With
-    ``record_payload=True`` the message's own fields are added as
-    ``cqrs.payload.<field>`` attributes, with fields declared
-    :data:`~python_cqrs_core.PII` replaced by ``"***"``.
+    so instrumenting before the SDK is configured is fine); the one tracer is
+    :data:`~python_cqrs_core.names.INSTRUMENTATION_SCOPE` at the library's version
+    with :data:`~python_cqrs_core.names.SCHEMA_URL`.  With an explicit
+    ``NoOpTracerProvider`` the middleware only calls the next step.
 
-    A failing handler sets the span status to ``ERROR`` and records the exception;
-    the exception reaches the caller unchanged.  Cancellation (``BaseException``)
-    ends the span without marking it as an error, as OpenTelemetry itself does.
+    ``record_enduser=True`` adds ``requested_by`` to message spans as ``enduser.id``
+    (it identifies a person: off by default).  ``record_payload=True`` adds the
+    message's own fields as ``cqrs.payload.<field>`` attributes, with fields
+    declared :data:`~python_cqrs_core.PII` replaced by ``"***"``.
+
+    A failing handler sets its span and the message's span to ``ERROR``, records the
+    exception and sets ``error.type``; the exception reaches the caller unchanged.
+    Cancellation (``BaseException``) ends the spans without marking them as errors,
+    as OpenTelemetry itself does.
     """
 
+    handler_middleware: HandlerMiddleware
+    """The handler middleware (``bus.add_handler_middleware``) that opens the span of
+    each handler: ``handle <HandlerName>``, ``INTERNAL``, child of the message's."""
+
     def __init__(
-        self, tracer_provider: TracerProvider | None = None, *, record_payload: bool = False
+        self,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        record_enduser: bool = False,
+        record_payload: bool = False,
     ) -> None:
+        self.record_enduser = record_enduser
         self.record_payload = record_payload
         self._noop = isinstance(tracer_provider, NoOpTracerProvider)
         provider = get_tracer_provider() if tracer_provider is None else tracer_provider
-        self._tracers: dict[MessageKind, Tracer] = {
-            kind: provider.get_tracer(name, __version__) for kind, name in TRACER_NAMES.items()
-        }
-        self._routes: dict[type, _Route] = {}
+        self._tracer = provider.get_tracer(
+            names.INSTRUMENTATION_SCOPE, __version__, schema_url=names.SCHEMA_URL
+        )
+        self._proxy = _unconfigured_proxy(self._tracer)
+        self._span_names: dict[type, str] = {}
+        self._handler_span_names: dict[str, str] = {}
+        # Stored once: remove_middleware() finds middleware by identity.
+        self.handler_middleware = self._trace_handler
 
     async def __call__(self, message: BaseMessage, call_next: CallNext) -> Any:
-        if self._noop:
+        # Nothing can be traced (no-op provider, or the global proxy before any SDK is
+        # set, see _unconfigured_proxy): the next step, and nothing else.  Inlined
+        # here and in _trace_handler, the path every dispatch takes without an SDK.
+        proxy = self._proxy
+        if self._noop or (
+            proxy is not None and proxy._real_tracer is None and trace._TRACER_PROVIDER is None
+        ):
             return await call_next(message)
-        route = self._routes.get(message.__class__)
-        if route is None:
-            route = self._route(message)
-        if route.unconfigured is not None and route.unconfigured():
-            return await call_next(message)
+        span_name = self._span_names.get(message.__class__)
+        if span_name is None:
+            span_name = self._span_names[message.__class__] = (
+                f"{names.SPAN_PROCESS} {message.__class__.__name__}"
+            )
         if _consuming.get():
-            return await self._consume(message, call_next, route)
-        span = route.tracer.start_span(route.span_name, kind=SpanKind.INTERNAL)
+            return await self._consume(message, call_next, span_name)
+        span = self._tracer.start_span(span_name, kind=SpanKind.INTERNAL)
         if span is INVALID_SPAN or (
             not span.is_recording() and not span.get_span_context().is_valid
         ):
@@ -256,9 +276,12 @@ class TracingMiddleware:
         Inside the block, the current context is the one carried by ``headers`` (see
         :func:`context_from_headers`), and a message dispatched there gets a
         ``CONSUMER`` span, child of the span whose ``traceparent`` the headers carry
-        (same trace id, remote parent).  Messages it causes are handled in-process,
-        as ``INTERNAL`` spans below it.  A plain (synchronous) context manager: use
-        ``with`` in async code too.
+        (same trace id, remote parent).  Its handlers' spans, and the messages they
+        cause, are in-process again (``INTERNAL``).  A plain (synchronous) context
+        manager: use ``with`` in async code too::
+
+            with TracingMiddleware.consume(record.headers):
+                await bus.process(record.to_message(registry))
         """
         token = otel_context.attach(context_from_headers(headers))
         flag = _consuming.set(True)
@@ -268,50 +291,94 @@ class TracingMiddleware:
             _consuming.reset(flag)
             otel_context.detach(token)
 
-    async def _consume(self, message: BaseMessage, call_next: CallNext, route: _Route) -> Any:
+    async def _consume(self, message: BaseMessage, call_next: CallNext, span_name: str) -> Any:
         flag = _consuming.set(False)  # what it causes is dispatched in-process
         try:
-            span = route.tracer.start_span(route.span_name, kind=SpanKind.CONSUMER)
+            span = self._tracer.start_span(span_name, kind=SpanKind.CONSUMER)
             return await self._handle_in(span, message, call_next)
         finally:
             _consuming.reset(flag)
 
     async def _handle_in(self, span: Span, message: BaseMessage, call_next: CallNext) -> Any:
+        fields = tracing_fields(message)
         if span.is_recording():
-            span.set_attributes(self._attributes(message))
-        correlation_id = str(message.effective_correlation_id)
-        ctx = baggage.set_baggage(BAGGAGE_CORRELATION_ID, correlation_id)
+            span.set_attributes(self._message_attributes(message, fields))
+        ctx = baggage.set_baggage(names.BAGGAGE_CORRELATION_ID, fields.correlation_id)
         token = otel_context.attach(trace.set_span_in_context(span, ctx))
         try:
             return await call_next(message)
         except Exception as exc:
             if span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                _fail(span, exc)
             raise
         finally:
             otel_context.detach(token)
             span.end()
 
-    def _route(self, message: BaseMessage) -> _Route:
-        message_type = message.__class__
-        tracer = self._tracers[message.message_kind]
-        route = _Route(tracer, f"{PROCESS} {message_type.__name__}", _unconfigured_check(tracer))
-        self._routes[message_type] = route
-        return route
+    async def _trace_handler(
+        self, message: BaseMessage, handler_name: str, call_next: CallNext
+    ) -> Any:
+        proxy = self._proxy
+        if self._noop or (
+            proxy is not None and proxy._real_tracer is None and trace._TRACER_PROVIDER is None
+        ):
+            return await call_next(message)
+        span_name = self._handler_span_names.get(handler_name)
+        if span_name is None:
+            span_name = self._handler_span_names[handler_name] = (
+                f"{names.SPAN_HANDLER} {handler_name}"
+            )
+        span = self._tracer.start_span(span_name, kind=SpanKind.INTERNAL)
+        if not span.is_recording():
+            # Sampled out, or no SDK: the message's span already carries the trace
+            # context to what the handler causes.
+            return await call_next(message)
+        fields = tracing_fields(message)
+        attributes: dict[str, AttributeValue] = {
+            names.ATTR_CQRS_HANDLER: handler_name,
+            names.ATTR_CQRS_TYPE: fields.kind,
+            names.ATTR_CQRS_MESSAGE_TYPE: fields.message_type,
+            names.ATTR_REQUEST_ID: fields.request_id,
+            names.ATTR_CORRELATION_ID: fields.correlation_id,
+        }
+        if fields.causation_id is not None:
+            attributes[names.ATTR_CAUSATION_ID] = fields.causation_id
+        span.set_attributes(attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return await call_next(message)
+        except Exception as exc:
+            _fail(span, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
-    def _attributes(self, message: BaseMessage) -> dict[str, AttributeValue]:
-        attributes = _business_attributes(message)
-        attributes[MESSAGING_SYSTEM] = MESSAGING_SYSTEM_VALUE
-        attributes[MESSAGING_OPERATION_TYPE] = PROCESS
-        attributes[MESSAGING_OPERATION_NAME] = PROCESS
-        attributes[MESSAGING_DESTINATION_NAME] = type(message).__name__
-        attributes[MESSAGING_MESSAGE_ID] = str(message.request_id)
-        attributes[MESSAGING_CONVERSATION_ID] = str(message.effective_correlation_id)
+    def _message_attributes(
+        self, message: BaseMessage, fields: TracingFields
+    ) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
+            names.ATTR_REQUEST_ID: fields.request_id,
+            names.ATTR_CORRELATION_ID: fields.correlation_id,
+        }
+        if fields.causation_id is not None:
+            attributes[names.ATTR_CAUSATION_ID] = fields.causation_id
+        if self.record_enduser and fields.requested_by:
+            attributes[names.ATTR_ENDUSER_ID] = fields.requested_by
+        attributes[names.ATTR_REQUESTED_AT] = fields.requested_at
+        attributes[names.ATTR_CQRS_TYPE] = fields.kind
+        attributes[names.ATTR_CQRS_NAME] = message.__class__.__name__
+        attributes[names.ATTR_CQRS_MESSAGE_TYPE] = fields.message_type
+        attributes[names.ATTR_MESSAGING_SYSTEM] = names.MESSAGING_SYSTEM_VALUE
+        attributes[names.ATTR_MESSAGING_OPERATION_TYPE] = names.SPAN_PROCESS
+        attributes[names.ATTR_MESSAGING_OPERATION_NAME] = names.SPAN_PROCESS
+        attributes[names.ATTR_MESSAGING_DESTINATION_NAME] = message.__class__.__name__
+        attributes[names.ATTR_MESSAGING_MESSAGE_ID] = fields.request_id
+        attributes[names.ATTR_MESSAGING_CONVERSATION_ID] = fields.correlation_id
         if self.record_payload:
             for name, value in redacted_payload(message).items():
                 if name not in _TRACING_FIELDS and value is not None:
-                    attributes[CQRS_PAYLOAD_PREFIX + name] = _attribute_value(value)
+                    attributes[names.ATTR_CQRS_PAYLOAD_PREFIX + name] = _attribute_value(value)
         return attributes
 
 
@@ -323,12 +390,54 @@ def _attribute_value(value: object) -> AttributeValue:
 
 
 def instrument(
-    bus: Mediator, tracer_provider: TracerProvider | None = None, *, record_payload: bool = False
+    bus: Mediator,
+    tracer_provider: TracerProvider | None = None,
+    *,
+    record_enduser: bool = False,
+    record_payload: bool = False,
 ) -> TracingMiddleware:
-    """Add a :class:`TracingMiddleware` to ``bus`` (for every message) and return it.
+    """Trace ``bus``: add a :class:`TracingMiddleware` (a span per message) and its
+    :attr:`~TracingMiddleware.handler_middleware` (a span per handler); return it.
 
-    Call it before adding other middleware, so that their work is inside the span.
+    Call it before adding other middleware, so that their work is inside the spans::
+
+        bus = Mediator()
+        instrument(bus, record_enduser=True)   # requested_by as enduser.id
+        bus.add_middleware(other_middleware)
+
+    A bus is instrumented once: a second call raises
+    :class:`AlreadyInstrumentedError` (two middlewares would trace every message
+    twice); :func:`uninstrument` first to change the configuration.
     """
-    middleware = TracingMiddleware(tracer_provider, record_payload=record_payload)
+    if bus in _installed:
+        raise AlreadyInstrumentedError(
+            f"{bus!r} is already instrumented; call uninstrument(bus) before instrumenting it again"
+        )
+    middleware = TracingMiddleware(
+        tracer_provider, record_enduser=record_enduser, record_payload=record_payload
+    )
     bus.add_middleware(middleware)
+    installed: tuple[Middleware | HandlerMiddleware, ...] = (middleware,)
+    if not middleware._noop:  # a no-op provider makes no handler span: no layer for it
+        bus.add_handler_middleware(middleware.handler_middleware)
+        installed += (middleware.handler_middleware,)
+    _installed[bus] = installed
     return middleware
+
+
+def uninstrument(bus: Mediator) -> None:
+    """Remove what :func:`instrument` installed on ``bus``: no spans from then on.
+
+    Messages being handled when it is called finish inside their spans.  Raises
+    :class:`ValueError` when :func:`instrument` did not instrument ``bus`` (middleware
+    added by hand is removed with ``bus.remove_middleware``)::
+
+        instrument(bus)
+        uninstrument(bus)
+        instrument(bus, record_payload=True)   # a new configuration
+    """
+    installed = _installed.pop(bus, None)
+    if installed is None:
+        raise ValueError(f"{bus!r} is not instrumented: instrument(bus) was not called")
+    for middleware in installed:
+        bus.remove_middleware(middleware)
