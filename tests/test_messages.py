@@ -681,3 +681,37 @@ def test_model_construct_fills_the_generated_tracing_fields():
     assert first.request_id.version == 4 and first.request_id != second.request_id
     assert first.requested_at.tzinfo is not None
     assert (first.correlation_id, first.causation_id, first.requested_by) == (None, None, None)
+
+
+# -- request_id input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"0123456789abcdef", bytearray(16), 2**100, "req-abc-123", "", " 550e8400-e29b-41d4-a716"],
+)
+def test_request_id_rejects_anything_but_a_uuid_or_uuid_text(value):
+    with pytest.raises(ValidationError) as exc_info:
+        CreateUser(name="a", email="b", request_id=value)
+    assert exc_info.value.errors()[0]["loc"] == ("request_id",)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda u: u,
+        str,
+        lambda u: u.hex,
+        lambda u: str(u).upper(),
+        lambda u: f"{{{u}}}",
+        lambda u: f"urn:uuid:{u}",
+    ],
+)
+def test_request_id_accepts_a_uuid_and_its_textual_forms(spelling):
+    given = uuid4()
+    assert CreateUser(name="a", email="b", request_id=spelling(given)).request_id == given
+
+
+def test_request_id_text_with_control_characters_is_rejected():
+    with pytest.raises(ValidationError):
+        CreateUser(name="a", email="b", request_id=f"{uuid4()}\r\n")

@@ -72,6 +72,7 @@ from .propagation import inherit
 from .validation import (
     MAX_REQUESTED_BY_LENGTH,
     validate_correlation_id,
+    validate_request_id,
     validate_requested_by,
     validate_type_name,
 )
@@ -100,6 +101,13 @@ CorrelationId = Annotated[
 ]
 """A correlation or causation id: a ``UUID`` or an opaque string (see module docs)."""
 
+RequestId = Annotated[
+    UUID,
+    PlainValidator(validate_request_id, json_schema_input_type=UUID),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+"""A message id: a ``UUID``, or a UUID string (never raw bytes or an opaque string)."""
+
 RequestedBy = Annotated[
     str,
     StringConstraints(max_length=MAX_REQUESTED_BY_LENGTH),
@@ -120,7 +128,7 @@ class BaseMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    request_id: UUID = Field(default_factory=uuid4)
+    request_id: RequestId = Field(default_factory=uuid4)
     correlation_id: CorrelationId | None = None
     causation_id: CorrelationId | None = None
     requested_by: RequestedBy | None = None

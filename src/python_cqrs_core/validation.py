@@ -27,6 +27,7 @@ __all__ = [
     "MAX_REQUESTED_BY_LENGTH",
     "is_valid_opaque_id",
     "validate_correlation_id",
+    "validate_request_id",
     "validate_requested_by",
     "validate_type_name",
 ]
@@ -80,6 +81,28 @@ def validate_correlation_id(value: object) -> UUID | str:
     if isinstance(value, UUID):  # a UUID subclass
         return UUID(int=value.int)
     raise ValueError(f"must be a UUID or a string, got {type(value).__name__}")
+
+
+def validate_request_id(value: object) -> UUID:
+    """Return ``value`` as a message id: a :class:`uuid.UUID`, or a string in one of the
+    textual forms of a UUID; anything else (16 raw bytes, an int, an opaque string) is a
+    :class:`ValueError`.
+
+    >>> validate_request_id("550e8400-e29b-41d4-a716-446655440000")
+    UUID('550e8400-e29b-41d4-a716-446655440000')
+    """
+    if type(value) is UUID:
+        return value
+    if isinstance(value, UUID):  # a UUID subclass
+        return UUID(int=value.int)
+    if isinstance(value, str):
+        if _UUID_TEXT.fullmatch(value) is not None:
+            try:
+                return UUID(value)
+            except ValueError:
+                pass
+        raise ValueError("must be a UUID or a UUID string such as 550e8400-e29b-41d4-...")
+    raise ValueError(f"must be a UUID or a UUID string, got {type(value).__name__}")
 
 
 def validate_requested_by(value: object) -> str:
