@@ -289,3 +289,30 @@ def test_a_handler_event_is_immutable():
     event = HandlerEvent("started", PlaceOrder(order_id="o-1"), "command", "h")
     with pytest.raises(AttributeError):
         event.phase = "failed"  # type: ignore[misc]
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken too")
+
+
+async def test_an_exception_whose_str_raises_reaches_the_caller_and_listeners_unchanged(
+    bus: Mediator,
+):
+    error = UnprintableError()
+    events: list[HandlerEvent] = []
+
+    async def place(command: PlaceOrder) -> None:
+        raise error
+
+    bus.register(PlaceOrder, place)
+    bus.add_listener(events.append)
+    with pytest.raises(UnprintableError) as raised:
+        await bus.send(PlaceOrder(order_id="o-1"))
+    assert raised.value is error
+    failed = events[-1]
+    assert failed.phase == "failed" and failed.error is error
+    assert failed.error_message == (
+        "<unprintable UnprintableError: its __str__ raised RuntimeError>"
+    )
+    assert failed.to_dict()["error_message"] == failed.error_message

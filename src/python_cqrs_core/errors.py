@@ -16,6 +16,7 @@ __all__ = [
     "EventHandlersFailed",
     "FrozenInstanceError",
     "HandlerNotFoundError",
+    "exception_message",
 ]
 
 
@@ -47,3 +48,31 @@ class EventHandlersFailed(ExceptionGroup):
     Every subscriber still ran; the group holds each failure unchanged, in the order
     the subscribers ran.  A single failing subscriber raises its own exception instead.
     """
+
+
+def exception_message(error: BaseException) -> str:
+    """``str(error)``, or a placeholder when the exception cannot be turned into text.
+
+    A handler's exception is recorded, logged and put on spans; an exception whose
+    ``__str__`` raises (or returns something that is not a string) must not replace
+    itself with another exception there, nor lose the record.  Every place the library
+    writes an exception's text uses this function.
+
+    >>> class Broken(Exception):
+    ...     def __str__(self):
+    ...         raise RuntimeError("no text")
+    >>> exception_message(ValueError("bad amount"))
+    'bad amount'
+    >>> exception_message(Broken())
+    '<unprintable Broken: its __str__ raised RuntimeError>'
+    """
+    try:
+        text = str(error)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code becomes a placeholder
+        return f"<unprintable {type(error).__name__}: its __str__ raised {type(exc).__name__}>"
+    if type(text) is not str:  # a str subclass whose methods may misbehave too
+        try:
+            return str.__str__(text)
+        except Exception:  # noqa: BLE001
+            return f"<unprintable {type(error).__name__}>"
+    return text

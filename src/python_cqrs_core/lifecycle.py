@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+from .errors import exception_message
 from .messages import BaseMessage, MessageKind, message_type_name, tracing_fields
 from .names import EVENT_HANDLER_COMPLETED, EVENT_HANDLER_FAILED, EVENT_HANDLER_STARTED
 
@@ -79,7 +80,8 @@ class HandlerEvent:
 
     @property
     def error_message(self) -> str | None:
-        return None if self.error is None else str(self.error)
+        """The error's text; a placeholder if its ``__str__`` itself fails."""
+        return None if self.error is None else exception_message(self.error)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (ids as strings, ``None`` as ``null``), e.g. for a
