@@ -179,3 +179,25 @@ async def test_a_scope_inside_a_handler_does_not_split_the_chain(bus: Mediator):
         (cmd, "corr-1", cmd.request_id, "carol"),
         ("corr-1", cmd.request_id, "carol"),
     ]
+
+
+async def test_a_scope_reports_the_correlation_id_its_first_root_message_used():
+    from python_cqrs_core import BaseCommand, Mediator
+
+    class Ping(BaseCommand):
+        pass
+
+    bus = Mediator()
+
+    async def ping(command: Ping) -> None:
+        return None
+
+    bus.register(Ping, ping)
+    async with correlation_scope("from-header") as scope:
+        assert scope.used_correlation_id == "from-header"  # nothing dispatched yet
+        await bus.process(Ping(), correlation_id="explicit-1")
+        await bus.process(Ping(), correlation_id="explicit-2")
+    assert scope.used_correlation_id == "explicit-1"
+    async with correlation_scope("from-header") as plain:
+        await bus.send(Ping())
+    assert plain.used_correlation_id == "from-header"

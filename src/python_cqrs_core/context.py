@@ -104,7 +104,7 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
     A scope object can be active once at a time; build a new one for each block.
     """
 
-    __slots__ = ("_token", "correlation_id", "requested_by")
+    __slots__ = ("_frame", "_token", "correlation_id", "requested_by")
 
     def __init__(
         self, correlation_id: UUID | str | None = None, *, requested_by: str | None = None
@@ -122,6 +122,7 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
         except ValueError as exc:
             raise ValueError(f"requested_by: {exc}") from None
         self._token: Token[_Frame | None] | None = None
+        self._frame: _Frame | None = None
 
     def __enter__(self) -> correlation_scope:
         if self._token is not None:
@@ -129,8 +130,21 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
         frame = parent_of_scope(_trace.get(), Ambient(self.correlation_id, self.requested_by))
         if frame.correlation_id is not None:  # inside a handler: report the id in effect
             self.correlation_id = frame.correlation_id
-        self._token = _trace.set(cast(_Frame, frame))
+        self._frame = cast(_Frame, frame)
+        self._token = _trace.set(self._frame)
         return self
+
+    @property
+    def used_correlation_id(self) -> UUID | str:
+        """The correlation id actually used in this scope: that of the first root message
+        dispatched in it, which is the scope's own id unless that message carried
+        another one explicitly (``process(msg, correlation_id=...)``); before any
+        dispatch, the scope's id.  The HTTP middleware answers with it.
+        """
+        frame = self._frame
+        if isinstance(frame, Ambient) and frame.used is not None:
+            return frame.used
+        return self.correlation_id
 
     def __exit__(
         self,

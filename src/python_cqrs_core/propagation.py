@@ -81,15 +81,22 @@ _F = TypeVar("_F", bound=Frame)
 
 class Ambient:
     """The frame of a :class:`~python_cqrs_core.correlation_scope`: a correlation id
-    and an optional ``requested_by``, and no message (``request_id`` is ``None``)."""
+    and an optional ``requested_by``, and no message (``request_id`` is ``None``).
 
-    __slots__ = ("correlation_id", "requested_by")
+    ``used`` is the correlation id of the first root message dispatched under it
+    (``None`` until one is): the scope's own id, unless that message carried another
+    one explicitly (rule 1).  The HTTP middleware reports it, "the id that was
+    actually used".
+    """
+
+    __slots__ = ("correlation_id", "requested_by", "used")
 
     request_id = None
 
     def __init__(self, correlation_id: UUID | str, requested_by: str | None) -> None:
         self.correlation_id = correlation_id
         self.requested_by = requested_by
+        self.used: UUID | str | None = None
 
 
 def inherit(message: BaseMessage, frame: Frame) -> None:
@@ -139,6 +146,8 @@ def stamp(message: BaseMessage, frame: Frame | None) -> None:
         if requested_by is not None:
             fields["requested_by"] = requested_by
         decided.add("requested_by")
+    if isinstance(frame, Ambient) and frame.used is None:
+        frame.used = fields["correlation_id"]
 
 
 def is_settled(message: BaseMessage) -> bool:

@@ -43,6 +43,13 @@ def build_app(**options: Any) -> FastAPI:
         result: dict[str, Any] = await bus.send(PlaceOrder(sku="A-1"))
         return result
 
+    @app.post("/orders-with-explicit-id")
+    async def place_order_with_explicit_id() -> dict[str, Any]:
+        result: dict[str, Any] = await bus.process(
+            PlaceOrder(sku="A-1"), correlation_id="op-from-the-body"
+        )
+        return result
+
     @app.get("/ambient")
     async def ambient() -> dict[str, Any]:
         return {"correlation_id": str(current_correlation_id())}
@@ -334,3 +341,81 @@ def test_the_docstring_examples_run() -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# -- the id actually used, failing callables, the application's own error handler -----------
+
+
+async def test_an_explicit_correlation_id_used_by_the_endpoint_is_the_one_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/orders-with-explicit-id", headers={"X-Correlation-ID": "req-from-header"}
+    )
+    assert response.json()["correlation_id"] == "op-from-the-body"
+    assert response.headers["X-Correlation-ID"] == "op-from-the-body"
+
+
+async def test_without_a_dispatch_the_answered_id_is_the_header_one(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/ambient", headers={"X-Correlation-ID": "req-5"})
+    assert response.headers["X-Correlation-ID"] == "req-5"
+
+
+async def test_a_raising_requested_by_callable_still_answers_with_a_valid_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(scope: Any) -> str:
+        raise KeyError("user")
+
+    app = build_app(requested_by=broken)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/orders", headers={"X-Correlation-ID": "req-7"})
+
+    assert response.status_code == 200
+    assert response.headers["X-Correlation-ID"] == "req-7"
+    assert response.json() == {"correlation_id": "req-7", "requested_by": None}
+    assert "requested_by callable raised" in caplog.text
+
+
+def app_with_its_own_error_handler() -> FastAPI:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.exception_handler(Exception)
+    async def own_handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "ours, not the middleware's"}, status_code=503)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    return app
+
+
+async def test_wrapping_the_app_keeps_its_own_exception_handler_and_adds_the_id() -> None:
+    wrapped = CorrelationIdMiddleware(app_with_its_own_error_handler())
+    transport = httpx.ASGITransport(app=wrapped, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/crash", headers={"X-Correlation-ID": "req-err"})
+
+    assert (response.status_code, response.json()) == (503, {"error": "ours, not the middleware's"})
+    assert response.headers["X-Correlation-ID"] == "req-err"
+
+
+async def test_added_as_middleware_it_answers_500_and_warns_that_the_handler_is_bypassed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = app_with_its_own_error_handler()
+    app.add_middleware(CorrelationIdMiddleware)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/crash", headers={"X-Correlation-ID": "req-err"})
+
+    assert response.status_code == 500
+    assert response.headers["X-Correlation-ID"] == "req-err"
+    assert "app = CorrelationIdMiddleware(app)" in caplog.text

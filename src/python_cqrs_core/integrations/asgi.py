@@ -165,32 +165,43 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send)
             return
         correlation_id, rejected = _resolve(scope.get("headers", ()), self._names)
-        header = (self.header, str(correlation_id).encode("ascii"))
         started = False
+        name = self.header
+        request_scope = correlation_scope(correlation_id, requested_by=self._requested_by(scope))
 
         async def send_with_header(message: Message) -> None:
             nonlocal started
             message_type = message["type"]
             if message_type == "http.response.start" or message_type == "websocket.accept":
                 started = True
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header[0]]
-                headers.append(header)
+                # The id actually used: the header's (or the generated one), unless the
+                # application dispatched its root message with an explicit one.
+                used = str(request_scope.used_correlation_id).encode("ascii")
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != name]
+                headers.append((name, used))
                 message = {**message, "headers": headers}
             await send(message)
 
-        async with correlation_scope(correlation_id, requested_by=self._requested_by(scope)):
+        async with request_scope:
             _log_rejected(rejected)  # inside the scope: the line carries the id used
             try:
                 await self.app(scope, receive, send_with_header)
             except Exception:
                 if scope_type == "http" and not started:
+                    _warn_if_handler_is_replaced(scope)
                     await self._send_error(send_with_header)
                 raise
 
     def _requested_by(self, scope: Scope) -> str | None:
         if self.requested_by is None:
             return None
-        value = self.requested_by(scope)
+        try:
+            value = self.requested_by(scope)
+        except Exception:
+            # A bug in the application's callable must not cost the request its
+            # correlation id: the request goes on without a requested_by.
+            logger.exception("the requested_by callable raised; the request has none")
+            return None
         if value is None:
             return None
         try:
@@ -201,6 +212,7 @@ class CorrelationIdMiddleware:
 
     @staticmethod
     async def _send_error(send: Send) -> None:
+        """A ``500`` carrying the correlation id header (added by ``send``)."""
         await send(
             {
                 "type": "http.response.start",
@@ -212,3 +224,27 @@ class CorrelationIdMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": _ERROR_BODY})
+
+
+_warned_apps: set[int] = set()
+
+
+def _warn_if_handler_is_replaced(scope: Scope) -> None:
+    """Say, once per application, that its own 500 handler is bypassed.
+
+    Added with ``app.add_middleware``, this middleware sits inside Starlette's
+    ``ServerErrorMiddleware``, where an ``@app.exception_handler(Exception)`` runs: our
+    500 is sent first, so that handler's response cannot be.  Wrapping the whole
+    application (``app = CorrelationIdMiddleware(app)``) keeps it.
+    """
+    app = scope.get("app")
+    handlers = getattr(app, "exception_handlers", None)
+    if not isinstance(handlers, dict) or id(app) in _warned_apps:
+        return
+    if Exception in handlers or 500 in handlers:
+        _warned_apps.add(id(app))
+        logger.warning(
+            "an unhandled exception was answered with this middleware's 500, not the "
+            "application's own exception handler: wrap the application "
+            "(app = CorrelationIdMiddleware(app)) instead of app.add_middleware(...) to keep it"
+        )
