@@ -50,7 +50,7 @@ from typing import Any, Final, NamedTuple, TypeAlias
 from urllib.parse import quote, unquote_to_bytes
 
 from pydantic import ValidationError
-from pydantic_core import from_json
+from pydantic_core import ErrorDetails, from_json
 
 from .errors import CQRSError
 from .headers import trace_headers
@@ -550,7 +550,7 @@ def _invalid(exc: ValidationError, where: str, sources: Mapping[str, str]) -> Me
     problems = [
         (
             _error_location(error["loc"], where, sources),
-            "".join(c if c.isprintable() else "?" for c in error["msg"][:200]),
+            "".join(c if c.isprintable() else "?" for c in _problem_text(error)[:200]),
         )
         for error in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
@@ -560,6 +560,12 @@ def _invalid(exc: ValidationError, where: str, sources: Mapping[str, str]) -> Me
         more = len(problems) - 5
         problem = f"{problem}; {others}" + (f"; and {more} more" if more > 0 else "")
     return MessageDecodeError(field, problem)
+
+
+def _problem_text(error: ErrorDetails) -> str:
+    # Our validators raise ValueError("must ..."): drop pydantic's "Value error, " prefix.
+    message = error["msg"]
+    return message.removeprefix("Value error, ") if error["type"] == "value_error" else message
 
 
 def _error_location(loc: tuple[int | str, ...], where: str, sources: Mapping[str, str]) -> str:
