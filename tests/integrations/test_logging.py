@@ -162,6 +162,26 @@ def test_values_passed_with_extra_are_kept(records: list[logging.LogRecord]) -> 
         log.info("replayed", extra={"correlation_id": "original-42"})
 
     assert records[0].correlation_id == "original-42"  # type: ignore[attr-defined]
+    assert records[0].cqrs_correlation_id == "req-abc-123"  # type: ignore[attr-defined]
+
+
+def test_a_request_id_passed_with_extra_keeps_both_ids_under_distinct_names(
+    records: list[logging.LogRecord],
+) -> None:
+    async def main() -> CreateUserCommand:
+        bus = Mediator()
+
+        async def create(command: CreateUserCommand) -> None:
+            log.info("creating", extra={"request_id": "http-req-42"})
+
+        bus.register(CreateUserCommand, create)
+        command = CreateUserCommand(name="ada")
+        await bus.send(command)
+        return command
+
+    command = asyncio.run(main())
+    assert records[0].request_id == "http-req-42"  # type: ignore[attr-defined]
+    assert records[0].cqrs_request_id == str(command.request_id)  # type: ignore[attr-defined]
 
 
 def test_a_format_using_every_field_never_raises_outside_a_context() -> None:

@@ -118,7 +118,30 @@ async def test_values_already_bound_are_kept(events: list[EventDict]) -> None:
     await bus.send(command)
 
     assert events[0]["request_id"] == "bound-by-hand"
+    assert events[0]["cqrs_request_id"] == str(command.request_id)  # ours is not lost
     assert events[0]["correlation_id"] == str(command.request_id)
+    assert "cqrs_correlation_id" not in events[0]  # no conflict, no second key
+
+
+async def test_a_request_id_bound_in_contextvars_and_the_message_id_both_survive() -> None:
+    """An application binds its HTTP request id as request_id in structlog's
+    contextvars (the usual FastAPI setup); neither id overwrites the other."""
+    bus = Mediator()
+
+    async def place(command: PlaceOrder) -> None:
+        log.info("placing_order")
+
+    bus.register(PlaceOrder, place)
+    command = PlaceOrder(sku="A-1")
+    processors = [structlog.contextvars.merge_contextvars, correlation_processor]
+    structlog.contextvars.bind_contextvars(request_id="http-req-42")
+    try:
+        with structlog.testing.capture_logs(processors=processors) as captured:
+            await bus.send(command)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert captured[0]["request_id"] == "http-req-42"
+    assert captured[0]["cqrs_request_id"] == str(command.request_id)
 
 
 async def test_concurrent_chains_log_their_own_ids(events: list[EventDict]) -> None:

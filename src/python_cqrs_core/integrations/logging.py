@@ -52,6 +52,7 @@ __all__ = [
     "JsonFormatter",
     "configure_logging",
     "correlation_fields",
+    "merge_correlation_fields",
     "record_extras",
 ]
 
@@ -129,18 +130,49 @@ def correlation_fields() -> dict[str, str]:
     return fields
 
 
+CONFLICT_PREFIX: Final = "cqrs_"
+"""Where a field goes when the record or event already holds another value under its
+name: ``request_id`` -> ``cqrs_request_id`` (see :func:`merge_correlation_fields`)."""
+
+
+def merge_correlation_fields(target: dict[str, Any], fields: dict[str, str]) -> None:
+    """Add ``fields`` to ``target`` (a log record's ``__dict__`` or a structlog event
+    dict) without overwriting anything, and without losing anything either.
+
+    A key ``target`` does not have is added.  A key it already has keeps the caller's
+    value (one bound with ``structlog.contextvars``, passed with ``extra=``, or bound
+    with ``log.bind``); when ours differs, ours is added under ``cqrs_<key>``.  The
+    usual case is an application that binds its HTTP request id as ``request_id``: its
+    value stays ``request_id``, the message's id is ``cqrs_request_id``.
+
+    >>> event = {"request_id": "http-7"}
+    >>> merge_correlation_fields(event, {"request_id": "6c1f0d1e", "correlation_id": "op-1"})
+    >>> event
+    {'request_id': 'http-7', 'cqrs_request_id': '6c1f0d1e', 'correlation_id': 'op-1'}
+    """
+    for key, value in fields.items():
+        existing = target.get(key, _MISSING)
+        if existing is _MISSING:
+            target[key] = value
+        elif value != "" and existing != value:
+            target[CONFLICT_PREFIX + key] = value
+
+
+_MISSING: Final = object()
+
+
 class CorrelationFilter(logging.Filter):
     """Add the :data:`CORRELATION_FIELDS` of the current context to every record.
 
-    A value the record already has (from ``extra=``) is kept.  The filter never drops
-    a record.  Attach it to a handler (it runs for every record the handler emits,
-    whichever logger made it) or to a logger (records of that logger only).
+    A value the record already has (from ``extra=``) is kept, and a different value of
+    ours is then added as ``cqrs_<name>`` (:func:`merge_correlation_fields`).  The
+    filter never drops a record.  Attach it to a handler (it runs for every record the
+    handler emits, whichever logger made it) or to a logger (records of that logger
+    only).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        attributes = record.__dict__
-        for key, value in correlation_fields().items():
-            attributes.setdefault(key, value)
+        merge_correlation_fields(record.__dict__, correlation_fields())
         return True
 
 

@@ -28,7 +28,12 @@ from collections.abc import Sequence
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from .logging import CORRELATION_FIELDS, correlation_fields, record_extras
+from .logging import (
+    CORRELATION_FIELDS,
+    correlation_fields,
+    merge_correlation_fields,
+    record_extras,
+)
 
 __all__ = ["configure_structlog", "correlation_processor"]
 
@@ -38,11 +43,14 @@ def correlation_processor(
 ) -> EventDict:
     """structlog processor adding the ids of the current context to ``event_dict``.
 
+    Keys already bound keep their value; when ours differs it is added as
+    ``cqrs_<key>`` (see :func:`~python_cqrs_core.integrations.logging.merge_correlation_fields`),
+    so an application's own ``request_id`` and the message's both survive.
+
     >>> correlation_processor(None, "info", {"event": "hi", "request_id": "bound"})["request_id"]
     'bound'
     """
-    for key, value in correlation_fields().items():
-        event_dict.setdefault(key, value)
+    merge_correlation_fields(event_dict, correlation_fields())
     return event_dict
 
 
