@@ -440,7 +440,8 @@ def _check_kind(cls: type[BaseMessage], kind: str, field: str) -> None:
     if kind in _MESSAGE_KINDS:
         raise MessageDecodeError(
             field,
-            f"says {kind!r}, but {cls.__message_type__!r} is a {cls.message_kind}",
+            f"says {kind!r}, but {cls.__message_type__!r} is "
+            f"{'an' if cls.message_kind == 'event' else 'a'} {cls.message_kind}",
         )
     raise MessageDecodeError(field, "must be 'command', 'query' or 'event'")
 
