@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -244,15 +244,19 @@ class TracingMiddleware:
         # Stored once: remove_middleware() finds middleware by identity.
         self.handler_middleware = self._trace_handler
 
-    async def __call__(self, message: BaseMessage, call_next: CallNext) -> Any:
-        # Nothing can be traced (no-op provider, or the global proxy before any SDK is
-        # set, see _unconfigured_proxy): the next step, and nothing else.  Inlined
-        # here and in _trace_handler, the path every dispatch takes without an SDK.
+    def __call__(self, message: BaseMessage, call_next: CallNext) -> Awaitable[Any]:
+        # Nothing can be traced (a no-op provider, or the global proxy before any SDK
+        # is set, see _unconfigured_proxy): hand back the next step's own awaitable,
+        # so this middleware adds no coroutine of its own to the dispatch.  The same
+        # check opens handler_middleware: it is the path of every dispatch without SDK.
         proxy = self._proxy
         if self._noop or (
             proxy is not None and proxy._real_tracer is None and trace._TRACER_PROVIDER is None
         ):
-            return await call_next(message)
+            return call_next(message)
+        return self._trace_message(message, call_next)
+
+    async def _trace_message(self, message: BaseMessage, call_next: CallNext) -> Any:
         span_name = self._span_names.get(message.__class__)
         if span_name is None:
             span_name = self._span_names[message.__class__] = (
@@ -315,14 +319,19 @@ class TracingMiddleware:
             otel_context.detach(token)
             span.end()
 
-    async def _trace_handler(
+    def _trace_handler(
         self, message: BaseMessage, handler_name: str, call_next: CallNext
-    ) -> Any:
-        proxy = self._proxy
+    ) -> Awaitable[Any]:
+        proxy = self._proxy  # as in __call__
         if self._noop or (
             proxy is not None and proxy._real_tracer is None and trace._TRACER_PROVIDER is None
         ):
-            return await call_next(message)
+            return call_next(message)
+        return self._trace_handler_call(message, handler_name, call_next)
+
+    async def _trace_handler_call(
+        self, message: BaseMessage, handler_name: str, call_next: CallNext
+    ) -> Any:
         span_name = self._handler_span_names.get(handler_name)
         if span_name is None:
             span_name = self._handler_span_names[handler_name] = (
