@@ -2,8 +2,11 @@
 
 ``instrument(bus)`` with OpenTelemetry's default (proxy, no-op) global tracer
 provider: the situation of an application that installs the ``[otel]`` extra but
-configures no SDK.  The middleware starts a span, sees it is the invalid no-op span
-and calls the next step.  No target of this run sets a global tracer provider.
+configures no SDK.  ``instrument`` adds two layers, the message middleware and the
+handler middleware; each sees that the global proxy has no SDK behind it (two
+attribute reads) and hands back the next step's awaitable, so neither starts a
+span nor adds a coroutine of its own.  No target of this run sets a global tracer
+provider.
 """
 
 from __future__ import annotations

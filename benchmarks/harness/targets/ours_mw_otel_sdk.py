@@ -2,9 +2,10 @@
 
 ``instrument(bus, TracerProvider())`` with ``opentelemetry-sdk``'s provider (default
 sampler: parent-based always-on), passed explicitly, never set globally: every
-dispatch starts, records (business attributes, messaging conventions), makes
-current (span + ``correlation.id`` baggage) and ends one span.  No span processor
-or exporter, so export costs are not included: add your exporter's.
+dispatch starts, records and ends two spans, the message's (``process CreateUser``:
+ids, type, messaging conventions) and its handler's (``handle CreateUserHandler``),
+each made current in turn (with the ``correlation.id`` baggage).  No span processor
+or exporter, so export costs are not included: add your exporter's, per span.
 """
 
 from __future__ import annotations
