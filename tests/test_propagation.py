@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from python_cqrs_core import (
     current_message,
     current_requested_by,
 )
+from python_cqrs_core.testing import Capture, assert_chain, capture
 
 
 class PlaceOrder(BaseCommand):
@@ -74,6 +76,13 @@ class Seen:
 @pytest.fixture
 def seen() -> list[Seen]:
     return []
+
+
+@pytest.fixture
+def dispatched(bus: Mediator) -> Iterator[Capture]:
+    """Every message dispatched through ``bus``, with its causation parent."""
+    with capture(bus) as captured:
+        yield captured
 
 
 @pytest.fixture
@@ -308,7 +317,9 @@ async def test_a_child_with_only_its_correlation_set_still_gets_its_causation(bu
     )
 
 
-async def test_a_message_built_in_a_handler_and_dispatched_later_keeps_its_ids(bus: Mediator, seen):
+async def test_a_message_built_in_a_handler_and_dispatched_later_keeps_its_ids(
+    bus: Mediator, seen, dispatched
+):
     async def place(command: PlaceOrder) -> OrderPlaced:
         return OrderPlaced(order_id=command.order_id)  # built here, published by the caller
 
@@ -321,15 +332,19 @@ async def test_a_message_built_in_a_handler_and_dispatched_later_keeps_its_ids(b
     event = await bus.send(cmd)
     async with correlation_scope("unrelated-request"):
         await bus.publish(event)
-    assert (event.correlation_id, event.causation_id, event.requested_by) == (
-        cmd.request_id,
-        cmd.request_id,
-        "ann",
+    assert_chain(
+        dispatched,
+        """
+        PlaceOrder
+        └── OrderPlaced  # published by the caller, yet caused by PlaceOrder's handler
+        """,
+        correlation_id=cmd.request_id,
     )
+    assert event.requested_by == "ann"
     assert (seen[0].correlation_id, seen[0].current) == (cmd.request_id, event)
 
 
-async def test_a_handler_sending_two_commands_gives_both_the_same_ids(bus: Mediator, seen):
+async def test_a_handler_sending_two_commands_gives_both_the_same_ids(bus: Mediator, dispatched):
     between: list[Seen] = []
 
     async def on_placed(event: OrderPlaced) -> None:
@@ -337,18 +352,24 @@ async def test_a_handler_sending_two_commands_gives_both_the_same_ids(bus: Media
         between.append(Seen.now(event))
         await bus.send(NotifyCustomer(order_id=event.order_id))
 
-    async def record(command: BaseCommand) -> None:
-        seen.append(Seen.now(command))
+    async def done(command: BaseCommand) -> None:
+        return None
 
     bus.subscribe(OrderPlaced, on_placed)
-    bus.register(ReserveInventory, record)
-    bus.register(NotifyCustomer, record)
+    bus.register(ReserveInventory, done)
+    bus.register(NotifyCustomer, done)
     event = OrderPlaced(order_id="o-1", correlation_id="ext-123")
     await bus.publish(event)
 
-    reserve, notify = (s.message for s in seen)
-    assert (reserve.correlation_id, reserve.causation_id) == ("ext-123", event.request_id)
-    assert (notify.correlation_id, notify.causation_id) == ("ext-123", event.request_id)
+    assert_chain(
+        dispatched,
+        """
+        OrderPlaced
+        ├── ReserveInventory  !succeeded
+        └── NotifyCustomer  !succeeded
+        """,
+        correlation_id="ext-123",
+    )
     assert between[0].current is event
     assert between[0].causation_id == event.request_id
 
@@ -390,7 +411,9 @@ async def test_a_nested_failure_restores_the_outer_message(bus: Mediator, seen):
     assert seen[0].current is cmd
 
 
-async def test_a_correlation_scope_inside_a_handler_does_not_split_the_chain(bus: Mediator, seen):
+async def test_a_correlation_scope_inside_a_handler_does_not_split_the_chain(
+    bus: Mediator, seen, dispatched
+):
     async def place(command: PlaceOrder) -> None:
         async with correlation_scope("would-split"):
             await bus.send(ReserveInventory(order_id="o-1"))
@@ -400,12 +423,9 @@ async def test_a_correlation_scope_inside_a_handler_does_not_split_the_chain(bus
 
     bus.register(PlaceOrder, place)
     bus.register(ReserveInventory, reserve)
-    cmd = PlaceOrder(order_id="o-1", correlation_id="ext-1")
-    await bus.send(cmd)
-    assert (seen[0].message.correlation_id, seen[0].message.causation_id) == (
-        "ext-1",
-        cmd.request_id,
-    )
+    await bus.send(PlaceOrder(order_id="o-1", correlation_id="ext-1"))
+    assert_chain(dispatched, "PlaceOrder\n└── ReserveInventory", correlation_id="ext-1")
+    assert seen[0].correlation_id == "ext-1"  # the handler's context agrees
 
 
 async def test_process_with_an_explicit_correlation_inside_a_handler_keeps_the_causation(
