@@ -306,7 +306,9 @@ _HEADER_SAFE: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in
 _NEEDS_QUOTING: Final = re.compile(r"[^!#$&-~]")
 _PRINTABLE: Final = re.compile(r"[ -~]*")
 _PERCENT_ENCODED: Final = re.compile(r"(?:[ -$&-~]|%[0-9A-Fa-f]{2})*")
-_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?")
+_TRACEPARENT: Final = re.compile(
+    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[!-~]*)?"
+)
 _LIST_HEADER: Final = re.compile(r"[\t -~]*")
 _UNSET_TRACE_ID: Final = "0" * 32
 _UNSET_SPAN_ID: Final = "0" * 16
