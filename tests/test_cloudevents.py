@@ -180,6 +180,14 @@ def test_baggage_has_no_cloudevents_attribute_and_is_not_sent(codec: CloudEventC
     assert "ce-baggage" not in envelope.headers and "baggage" not in envelope.headers
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_invalid_trace_context_is_never_sent(codec: CloudEventCodec, mode: str):
+    envelope = write(
+        codec, mode, full_event(), trace_context={"traceparent": "00-bad", "tracestate": "a=1"}
+    )
+    assert "traceparent" not in str(envelope) and "tracestate" not in str(envelope)
+
+
 # -- the official SDK reads what we write --------------------------------------------------
 
 

@@ -382,6 +382,22 @@ def test_a_future_traceparent_version_with_more_fields_is_kept(codec: EnvelopeCo
     assert codec.decode(headers, body).trace_context == {"traceparent": future}
 
 
+def test_a_future_traceparent_version_with_unprintable_fields_is_dropped(codec: EnvelopeCodec):
+    headers, body = codec.encode(OrderPlaced(order_id="o"), trace_context={})
+    headers["traceparent"] = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-\x00"
+    assert codec.decode(headers, body).trace_context == {}
+
+
+def test_an_invalid_trace_context_is_never_sent(codec: EnvelopeCodec):
+    given = {
+        "traceparent": TRACEPARENT + "\r\nX-Evil: 1",
+        "tracestate": TRACESTATE,
+        "baggage": "a=\n",
+    }
+    headers, _ = codec.encode(OrderPlaced(order_id="o"), trace_context=given)
+    assert not {"traceparent", "tracestate", "baggage"} & headers.keys()
+
+
 def test_a_repeated_traceparent_is_ambiguous_and_dropped(codec: EnvelopeCodec):
     headers, body = codec.encode(OrderPlaced(order_id="o"), trace_context={})
     pairs = [*headers.items(), ("traceparent", TRACEPARENT), ("Traceparent", TRACEPARENT)]

@@ -231,8 +231,8 @@ class CloudEventCodec:
         business fields as the body.
 
         ``trace_context`` gives ``traceparent`` and ``tracestate`` (by default those
-        of the current OpenTelemetry context); ``baggage`` has no CloudEvents
-        attribute and is not sent.
+        of the current OpenTelemetry context; only valid W3C values are sent);
+        ``baggage`` has no CloudEvents attribute and is not sent.
         """
         fields = tracing_fields(message)
         headers = {
@@ -249,12 +249,8 @@ class CloudEventCodec:
             headers[_H_CAUSATION_ID] = _percent_encode(fields.causation_id)
         if fields.requested_by is not None:
             headers[_H_REQUESTED_BY] = _percent_encode(fields.requested_by)
-        context = trace_headers() if trace_context is None else trace_context
-        if context:
-            for name in _TRACE_ATTRIBUTES:
-                value = context.get(name)
-                if value:
-                    headers[CE_HEADER_PREFIX + name] = _percent_encode(value)
+        for name, value in _outgoing_trace_context(trace_context).items():
+            headers[CE_HEADER_PREFIX + name] = _percent_encode(value)
         return Envelope(headers, _business_json(message))
 
     def to_structured(
@@ -279,12 +275,7 @@ class CloudEventCodec:
             attributes[CE_CAUSATION_ID] = fields.causation_id
         if fields.requested_by is not None:
             attributes[CE_REQUESTED_BY] = fields.requested_by
-        context = trace_headers() if trace_context is None else trace_context
-        if context:
-            for name in _TRACE_ATTRIBUTES:
-                value = context.get(name)
-                if value:
-                    attributes[name] = value
+        attributes.update(_outgoing_trace_context(trace_context))
         head = to_json(attributes)  # '{...}': "data" goes in before the closing brace
         body = b"".join((head[:-1], b',"', CE_DATA.encode(), b'":', _business_json(message), b"}"))
         return Envelope({CONTENT_TYPE: CE_STRUCTURED_CONTENT_TYPE}, body)
@@ -415,6 +406,15 @@ class CloudEventCodec:
         message = _build_message(cls, data, where, tracing, sources)
         traceparent, tracestate = (_trace_attribute(attributes, n) for n in _TRACE_ATTRIBUTES)
         return DecodedCloudEvent(message, _trace_context(traceparent, tracestate, None), source)
+
+
+def _outgoing_trace_context(given: Mapping[str, str] | None) -> dict[str, str]:
+    """The valid ``traceparent`` and ``tracestate`` of ``given``, or of the current
+    OpenTelemetry context when ``given`` is ``None``."""
+    context = trace_headers() if given is None else given
+    if not context:
+        return {}
+    return _trace_context(context.get(TRACEPARENT), context.get(TRACESTATE), None)
 
 
 def _attribute(attributes: Mapping[str, object], name: str, prefix: str) -> str | None:

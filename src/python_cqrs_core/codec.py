@@ -225,7 +225,9 @@ class EnvelopeCodec:
 
         ``trace_context`` gives the ``traceparent``, ``tracestate`` and ``baggage``
         to send (other keys are ignored; ``{}`` sends none); by default they are those
-        of the current OpenTelemetry context, if any.  The message is not changed.
+        of the current OpenTelemetry context, if any.  Only valid W3C values are sent,
+        whatever their origin (one may come from an incoming request).  The message is
+        not changed.
         """
         fields = tracing_fields(message)
         headers = {
@@ -242,10 +244,11 @@ class EnvelopeCodec:
             headers[WIRE_REQUESTED_BY] = _percent_encode(fields.requested_by)
         context = trace_headers() if trace_context is None else trace_context
         if context:
-            for name in _W3C_HEADERS:
-                value = context.get(name)
-                if value:
-                    headers[name] = value
+            headers.update(
+                _trace_context(
+                    context.get(TRACEPARENT), context.get(TRACESTATE), context.get(BAGGAGE)
+                )
+            )
         return Envelope(headers, _business_json(message))
 
     def decode(self, headers: RawHeaders, body: Body) -> DecodedMessage:
