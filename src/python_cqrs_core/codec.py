@@ -307,7 +307,6 @@ class EnvelopeCodec:
 # ASCII stays as it is, except space, '"' and '%'; everything else is UTF-8 percent-encoded.
 _HEADER_SAFE: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 _NEEDS_QUOTING: Final = re.compile(r"[^!#$&-~]")
-_PRINTABLE: Final = re.compile(r"[ -~]*")
 _PERCENT_ENCODED: Final = re.compile(r"(?:[ -$&-~]|%[0-9A-Fa-f]{2})*")
 _TRACEPARENT: Final = re.compile(
     r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[!-~]*)?"
@@ -409,7 +408,7 @@ def _collect_headers(
             previous = found.get(name)
             found[name] = value if previous is None else f"{previous},{value}"
             continue
-        if _PRINTABLE.fullmatch(value) is None:
+        if not (value.isascii() and value.isprintable()):  # printable ASCII or space
             raise MessageDecodeError(
                 f"header {name}",
                 "holds characters other than printable ASCII (control characters are "
