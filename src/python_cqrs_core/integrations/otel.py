@@ -420,7 +420,8 @@ def instrument(
     """
     if bus in _installed:
         raise AlreadyInstrumentedError(
-            f"{bus!r} is already instrumented; call uninstrument(bus) before instrumenting it again"
+            "this bus is already instrumented: call uninstrument(bus) before instrumenting "
+            "it again (with other arguments)"
         )
     middleware = TracingMiddleware(
         tracer_provider, record_enduser=record_enduser, record_payload=record_payload
@@ -447,6 +448,9 @@ def uninstrument(bus: Mediator) -> None:
     """
     installed = _installed.pop(bus, None)
     if installed is None:
-        raise ValueError(f"{bus!r} is not instrumented: instrument(bus) was not called")
+        raise ValueError(
+            "this bus is not instrumented: instrument(bus) did not instrument it (remove "
+            "middleware added by hand with bus.remove_middleware)"
+        )
     for middleware in installed:
         bus.remove_middleware(middleware)
