@@ -112,7 +112,9 @@ async def test_spans_share_one_trace_and_carry_the_correlation_id(harness: Harne
     )
     assert {s.context.trace_id for s in (http, command, event)} == {http.context.trace_id}
     assert command.parent is not None and command.parent.span_id == http.context.span_id
-    assert event.parent is not None and event.parent.span_id == command.context.span_id
+    handler = spans["handle Orders.place"]  # the command's handler span is in between
+    assert handler.parent is not None and handler.parent.span_id == command.context.span_id
+    assert event.parent is not None and event.parent.span_id == handler.context.span_id
     for span in (command, event):
         assert dict(span.attributes or {})["business.correlation_id"] == "req-spans"
     audit_events = [e for e in command.events if e.name == "audit"]
