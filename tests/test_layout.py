@@ -143,7 +143,7 @@ USES_WHEN_INSTALLED = {
 }
 # Modules whose libraries are development tools rather than an extra.
 DEV_ONLY = {
-    "python_cqrs_core.testing.pytest_plugin": {"pytest"},
+    "python_cqrs_core.testing.pytest_plugin": {"pytest", "pytest-asyncio"},
     "python_cqrs_core.testing.store_contract": {"pytest"},
 }
 
