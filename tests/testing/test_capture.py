@@ -241,6 +241,16 @@ async def test_dispatch_of_a_message_never_dispatched_is_an_assertion_error(bus:
         dispatched.dispatch_of(never)
 
 
+async def test_dispatch_of_finds_the_copy_that_process_hands_the_handler(shop: Mediator):
+    command = PlaceOrder(order_id="o-1", correlation_id="original")
+    with capture(shop) as dispatched:
+        await shop.process(command, correlation_id="explicit")
+
+    handled = dispatched.dispatch_of(command)
+    assert handled.message is not command and handled.request_id == command.request_id
+    assert handled.correlation_id == "explicit"
+
+
 async def test_a_message_built_in_a_handler_and_published_later_is_still_its_child(
     bus: Mediator,
 ):

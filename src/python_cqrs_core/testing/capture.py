@@ -258,11 +258,13 @@ class Capture:
     def dispatch_of(self, message: BaseMessage) -> Dispatch:
         """The (latest) dispatch of ``message``: its outcome, error and handlers.
 
+        A message is known by its ``request_id``, so this also finds the dispatch of
+        the copy that ``bus.process(message, correlation_id=...)`` hands the handler.
         Raises :class:`AssertionError` when that message was not dispatched.
         """
         __tracebackhide__ = True
         for dispatch in reversed(self._dispatches):
-            if dispatch.message is message:
+            if dispatch.message.request_id == message.request_id:
                 return dispatch
         raise AssertionError(
             f"{type(message).__name__} {message.request_id} was not dispatched; "
