@@ -40,8 +40,9 @@ def request_of(result: DemoResult, user: str) -> DemoRequest:
     return request
 
 
-def find(tree: CausationNode, message_type: str) -> CausationNode:
-    (node,) = [n for _, n in tree.walk() if n.record.message_type == message_type]
+def find(tree: CausationNode, class_name: str) -> CausationNode:
+    """The one node of a tree whose recorded type name ends with ``class_name``."""
+    (node,) = [n for _, n in tree.walk() if n.record.message_type.rsplit(".", 1)[-1] == class_name]
     return node
 
 
