@@ -45,14 +45,14 @@ EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 
 
 class PlaceOrder(BaseCommand):
-    __message_type__ = "com.example.orders.PlaceOrder"
+    __message_type__ = "com.example.cetest.PlaceOrder"
     order_id: str
     amount: int
     customer_email: Annotated[str, PII] = "nobody@example.com"
 
 
 class OrderPlaced(BaseEvent):
-    __message_type__ = "com.example.orders.OrderPlaced"
+    __message_type__ = "com.example.cetest.OrderPlaced"
     order_id: str
     lines: list[dict[str, int]] = []
 
@@ -114,7 +114,7 @@ def test_every_required_attribute_is_present_and_well_formed(codec: CloudEventCo
     assert attributes["specversion"] == "1.0"
     assert UUID(attributes["id"]) == event.request_id
     assert attributes["source"] == "https://orders.example.com/api"
-    assert attributes["type"] == "com.example.orders.OrderPlaced"
+    assert attributes["type"] == "com.example.cetest.OrderPlaced"
     assert RFC3339.fullmatch(attributes["time"])
     assert datetime.fromisoformat(attributes["time"]).utcoffset() == timedelta(hours=5, minutes=30)
     assert attributes["datacontenttype"] == "application/json"
@@ -199,7 +199,7 @@ def test_the_sdk_reads_our_events_with_the_same_attribute_values(codec: CloudEve
     assert read.get_specversion() == "1.0"
     assert read.get_id() == str(event.request_id)
     assert read.get_source() == "https://orders.example.com/api"
-    assert read.get_type() == "com.example.orders.OrderPlaced"
+    assert read.get_type() == "com.example.cetest.OrderPlaced"
     assert read.get_time() == event.requested_at
     assert read.get_time().utcoffset() == timedelta(hours=5, minutes=30)
     assert read.get_datacontenttype() == "application/json"
@@ -220,7 +220,7 @@ def test_the_legacy_sdk_api_reads_our_events(codec: CloudEventCodec, mode: str):
     assert read["specversion"] == "1.0"
     assert read["id"] == str(event.request_id)
     assert read["source"] == "https://orders.example.com/api"
-    assert read["type"] == "com.example.orders.OrderPlaced"
+    assert read["type"] == "com.example.cetest.OrderPlaced"
     assert datetime.fromisoformat(read["time"]) == event.requested_at
     assert read["correlationid"] == "req-abc-123"
     assert read["causationid"] == str(event.causation_id)
@@ -245,7 +245,7 @@ def sdk_event(**attributes: Any) -> SdkEvent:
     base = {
         "id": str(uuid4()),
         "source": "urn:example:billing",
-        "type": "com.example.orders.OrderPlaced",
+        "type": "com.example.cetest.OrderPlaced",
         "time": datetime(2024, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-3))),
         "datacontenttype": "application/json",
     }
@@ -288,7 +288,7 @@ def test_a_utc_time_written_with_z_is_read(codec: CloudEventCodec, mode: str):
 def test_we_read_events_the_legacy_sdk_api_writes(codec: CloudEventCodec, mode: str):
     written = LegacyEvent(
         {
-            "type": "com.example.orders.OrderPlaced",
+            "type": "com.example.cetest.OrderPlaced",
             "source": "/billing",
             "correlationid": "req-7",
             "requestedby": "ada",

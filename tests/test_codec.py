@@ -46,14 +46,14 @@ class Address(BaseModel):
 
 
 class PlaceOrder(BaseCommand):
-    __message_type__ = "orders.PlaceOrder"
+    __message_type__ = "codectest.PlaceOrder"
     order_id: str
     amount: int
     customer_email: Annotated[str, PII] = "nobody@example.com"
 
 
 class OrderPlaced(BaseEvent):
-    __message_type__ = "orders.OrderPlaced"
+    __message_type__ = "codectest.OrderPlaced"
     order_id: str
     ship_to: Address | None = None
     tags: list[str] = []
@@ -232,7 +232,7 @@ def test_the_body_holds_only_the_business_fields_by_alias(codec: EnvelopeCodec):
     )
     assert headers == {
         "cqrs-message-id": str(original.request_id),
-        "cqrs-message-type": "orders.OrderPlaced",
+        "cqrs-message-type": "codectest.OrderPlaced",
         "cqrs-message-kind": "event",
         "cqrs-correlation-id": "req-1",
         "cqrs-requested-by": "alice",
@@ -544,7 +544,7 @@ def test_a_kind_that_contradicts_the_type_is_refused(codec: EnvelopeCodec):
     headers["cqrs-message-kind"] = "event"
     error = decode_error(codec, headers, body)
     assert_safe(error, "header cqrs-message-kind")
-    assert "'orders.PlaceOrder' is a command" in error.problem
+    assert "'codectest.PlaceOrder' is a command" in error.problem
 
 
 def test_json_content_types_with_parameters_are_accepted(codec: EnvelopeCodec):
