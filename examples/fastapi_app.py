@@ -17,7 +17,7 @@ What is wired, in the order a request meets it:
 - :class:`~python_cqrs_core.integrations.asgi.CorrelationIdMiddleware`: ``X-Correlation-ID`` (or
   ``X-Request-ID``, or a fresh UUID) becomes the correlation id of every message the
   request dispatches, and comes back in the response; ``X-User`` is ``requested_by``;
-- the mediator's middleware, outermost first: tracing (one span per message,
+- the mediator's middleware, outermost first: tracing (a span per message and per handler,
   :mod:`python_cqrs_core.integrations.otel`), Prometheus metrics, Sentry (only when
   ``SENTRY_DSN`` is set), the audit trail, and the message recorder (SQLite), which
   serves ``GET /trace/{correlation_id}``;

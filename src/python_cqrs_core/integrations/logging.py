@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -135,7 +135,7 @@ CONFLICT_PREFIX: Final = "cqrs_"
 name: ``request_id`` -> ``cqrs_request_id`` (see :func:`merge_correlation_fields`)."""
 
 
-def merge_correlation_fields(target: dict[str, Any], fields: dict[str, str]) -> None:
+def merge_correlation_fields(target: MutableMapping[str, Any], fields: Mapping[str, str]) -> None:
     """Add ``fields`` to ``target`` (a log record's ``__dict__`` or a structlog event
     dict) without overwriting anything, and without losing anything either.
 
