@@ -1,4 +1,8 @@
-"""The opt-in pytest plugin, tested as a user's project uses it (through pytester)."""
+"""The opt-in pytest plugin, tested as a user's project uses it (through pytester).
+
+Each project runs in its own interpreter: its message classes (``shop.PlaceOrder``)
+must not outlive it in this one, where a registry's ``discover`` would meet them.
+"""
 
 from __future__ import annotations
 
@@ -100,13 +104,13 @@ def write_project(pytester: pytest.Pytester, test_module: str, *, ini: str = "")
 )
 def test_every_fixture_works_in_both_pytest_asyncio_modes(pytester, ini, marker):
     write_project(pytester, USES_EVERY_FIXTURE.format(marker=marker), ini=ini)
-    result = pytester.runpytest("-W", "error::pytest.PytestUnraisableExceptionWarning")
+    result = pytester.runpytest_subprocess("-W", "error::pytest.PytestUnraisableExceptionWarning")
     result.assert_outcomes(passed=1)
 
 
 def test_each_test_gets_fresh_fixtures_and_they_are_torn_down_after_it(pytester):
     write_project(pytester, TEARDOWN.format(marker=""), ini="asyncio_mode = auto")
-    result = pytester.runpytest()
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=2)
 
 
@@ -119,13 +123,13 @@ def test_the_plugin_is_enabled_from_a_test_module_too(pytester):
             "    assert cqrs_dispatched.bus is cqrs_bus\n"
         )
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_the_fixtures_do_not_exist_unless_the_plugin_is_enabled(pytester):
     pytester.makeini(LOOP_SCOPE)
     pytester.makepyfile("def test_a_bus(cqrs_bus):\n    pass\n")
-    result = pytester.runpytest()
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'cqrs_bus' not found*"])
 
@@ -148,7 +152,7 @@ async def test_the_order_is_shipped(cqrs_bus, cqrs_dispatched):
 ''',
         ini="asyncio_mode = auto",
     )
-    result = pytester.runpytest("-ra")
+    result = pytester.runpytest_subprocess("-ra")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -3,11 +3,10 @@ its test module passes under pytest."""
 
 from __future__ import annotations
 
-import ast
-import asyncio
-import contextlib
-import io
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,28 +26,46 @@ def blocks() -> list[tuple[str, str]]:
     ]
 
 
-def test_each_printed_output_is_the_text_block_that_follows_it():
-    """Run the page's Python blocks in order, in one namespace (as tests/test_docs.py
-    does), and compare what each prints with the ``text`` block after it."""
-    namespace: dict[str, object] = {"__name__": "docs_testing"}
-    loop = asyncio.new_event_loop()
+# Runs the page's Python blocks in order, in one namespace, with top-level await (as
+# tests/test_docs.py does), and prints what each block printed, as JSON.
+_DRIVER = r"""
+import ast, asyncio, contextlib, io, json, sys
+namespace = {"__name__": "__main__"}
+loop = asyncio.new_event_loop()
+outputs = []
+for code in json.loads(sys.stdin.read()):
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        result = eval(compile(code, "docs/testing.md", "exec",
+                              flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT), namespace)
+        if asyncio.iscoroutine(result):
+            loop.run_until_complete(result)
+    outputs.append(output.getvalue())
+print(json.dumps(outputs))
+"""
+
+
+def test_each_printed_output_is_the_text_block_that_follows_it(tmp_path: Path):
+    page = blocks()
+    run = subprocess.run(
+        [sys.executable, "-c", _DRIVER],
+        input=json.dumps([code for language, code in page if language == "python"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    printed = iter(json.loads(run.stdout))
     compared = 0
-    printed = ""
-    try:
-        for language, code in blocks():
-            if language == "text":
-                assert printed == code, f"the page shows:\n{code}\nthe code prints:\n{printed}"
-                compared += 1
-                continue
-            output = io.StringIO()
-            compiled = compile(code, str(DOC), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-            with contextlib.redirect_stdout(output):
-                result = eval(compiled, namespace)
-                if asyncio.iscoroutine(result):
-                    loop.run_until_complete(result)
-            printed = output.getvalue()
-    finally:
-        loop.close()
+    last = ""
+    for language, code in page:
+        if language == "python":
+            last = next(printed)
+            continue
+        assert last == code, f"the page shows:\n{code}\nthe code prints:\n{last}"
+        compared += 1
     assert compared == 2
 
 
@@ -58,7 +75,7 @@ def test_the_test_module_of_the_page_passes_under_pytest(pytester: pytest.Pytest
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
     )
     pytester.makepyfile(test_accounts=module)
-    result = pytester.runpytest("-v")
+    result = pytester.runpytest_subprocess("-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
