@@ -11,6 +11,8 @@ import pytest
 
 CORE_MODULES = [
     "python_cqrs_core._ids",
+    "python_cqrs_core.cloudevents",
+    "python_cqrs_core.codec",
     "python_cqrs_core.context",
     "python_cqrs_core.errors",
     "python_cqrs_core.headers",
@@ -18,7 +20,10 @@ CORE_MODULES = [
     "python_cqrs_core.lifecycle",
     "python_cqrs_core.mediator",
     "python_cqrs_core.messages",
+    "python_cqrs_core.names",
     "python_cqrs_core.pii",
+    "python_cqrs_core.propagation",
+    "python_cqrs_core.registry",
     "python_cqrs_core.validation",
     "python_cqrs_core",  # last: its re-exports were collected from their own modules
 ]
@@ -63,6 +68,9 @@ def test_the_documented_examples_are_found():
         "python_cqrs_core.messages.message_kind",
         "python_cqrs_core.pii",
         "python_cqrs_core.validation.validate_correlation_id",
+        "python_cqrs_core.propagation",
+        "python_cqrs_core.registry.MessageRegistry",
+        "python_cqrs_core.errors.exception_message",
     ):
         assert expected in names
 
