@@ -58,18 +58,23 @@ logger = logging.getLogger("shop")
 # -- the domain: one command, one event, one query ---------------------------------------
 
 
-class PlaceOrder(BaseCommand):
+# Each class names its stable type: what the store records, metrics and logs show, and
+# what other services use to decode it; it does not change when the module moves.
+class PlaceOrder(BaseCommand[int]):
+    __message_type__ = "shop.PlaceOrder"
     sku: str
     quantity: int
 
 
 class OrderPlaced(BaseEvent):
+    __message_type__ = "shop.OrderPlaced"
     order_id: int
     sku: str
     quantity: int
 
 
-class GetOrder(BaseQuery):
+class GetOrder(BaseQuery[dict[str, Any] | None]):
+    __message_type__ = "shop.GetOrder"
     order_id: int
 
 

@@ -96,8 +96,8 @@ async def test_metrics_show_the_command_and_the_event(harness: Harness) -> None:
 
     assert response.status_code == 200
     text = response.text
-    assert 'cqrs_messages_total{kind="command",outcome="success",type="PlaceOrder"} 1.0' in text
-    assert 'cqrs_messages_total{kind="event",outcome="success",type="OrderPlaced"} 1.0' in text
+    assert 'cqrs_messages_total{kind="command",outcome="success",type="shop.PlaceOrder"} 1.0' in text
+    assert 'cqrs_messages_total{kind="event",outcome="success",type="shop.OrderPlaced"} 1.0' in text
     assert "req-metrics" not in text  # ids are never labels
 
 
@@ -139,8 +139,8 @@ async def test_the_trace_endpoint_returns_the_causation_tree(harness: Harness) -
 
     assert response.status_code == 200
     [root] = response.json()
-    assert root["message_type"] == "PlaceOrder"
-    assert [child["message_type"] for child in root["children"]] == ["OrderPlaced"]
+    assert root["message_type"] == "shop.PlaceOrder"  # the stable type name it declares
+    assert [child["message_type"] for child in root["children"]] == ["shop.OrderPlaced"]
     assert root["children"][0]["causation_id"] == root["message_id"]
 
 
