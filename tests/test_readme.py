@@ -52,6 +52,6 @@ def test_the_recording_example_builds_the_causation_tree(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[-2].split() == ["PlaceOrder", "succeeded"]
-    assert lines[-1].split() == ["OrderPlaced", "succeeded"]
+    assert lines[-2].split() == ["__main__.PlaceOrder", "succeeded"]  # stable type names
+    assert lines[-1].split() == ["__main__.OrderPlaced", "succeeded"]
     assert (tmp_path / "cqrs.db").exists()

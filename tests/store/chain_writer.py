@@ -11,7 +11,8 @@ Usage::
         and check its shape; exit 0 when all are complete.
 
 Each chain is ``PlaceOrder`` (command) -> ``OrderPlaced`` (event) -> ``ReserveStock``
-(command): three records.
+(command): three records, recorded under the stable type names ``shop.*`` (the
+classes live in ``__main__`` here, which would otherwise be part of their names).
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ from typing import Any
 from python_cqrs_core import BaseCommand, BaseEvent, Mediator
 from python_cqrs_core.store import MessageRecorder, MessageStore, open_store
 
-CHAIN_TYPES = ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+CHAIN_TYPES = ["shop.PlaceOrder", "shop.OrderPlaced", "shop.ReserveStock"]
 
 
 class PlaceOrder(BaseCommand):
+    __message_type__ = "shop.PlaceOrder"
     order_id: int
 
 
 class OrderPlaced(BaseEvent):
+    __message_type__ = "shop.OrderPlaced"
     order_id: int
 
 
 class ReserveStock(BaseCommand):
+    __message_type__ = "shop.ReserveStock"
     order_id: int
 
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import asyncpg
 
-from python_cqrs_core.store import MessageRecord, MessageStore
+from python_cqrs_core.store import MessageRecord
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-DURABLE_BACKENDS = ["sqlite", "postgres"]
 
-StoreOpener = Callable[[], Awaitable[MessageStore]]
-"""Opens (again) the store of the running test: see the ``open_test_store`` fixture."""
 RecordFactory = Callable[..., MessageRecord]
 """Builds a record: see the ``make_record`` fixture."""
 

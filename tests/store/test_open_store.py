@@ -1,15 +1,31 @@
-"""open_store(): which backend a URL selects, and what it refuses."""
+"""open_store(): which backend a URL selects, its spellings, read-only opening, and
+what it refuses."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+from urllib.parse import quote
 
+import asyncpg
 import pytest
+from store_testing import create_schema
 
 from python_cqrs_core import CQRSError
-from python_cqrs_core.store import MemoryStore, StoreOpenError, open_store, url_without_password
+from python_cqrs_core.store import (
+    BACKENDS,
+    ENTRY_POINT_GROUP,
+    MemoryStore,
+    StoreOpenError,
+    base,
+    find_backend,
+    open_store,
+    url_without_password,
+)
+from python_cqrs_core.store.postgres import PostgresStore
 from python_cqrs_core.store.sqlite import SQLiteStore
+from python_cqrs_core.testing.store_contract import sample_record
 
 
 async def test_an_unknown_scheme_is_a_value_error_naming_it() -> None:
@@ -78,8 +94,17 @@ async def test_an_sqlite_store_is_a_wal_database_with_a_schema_version(tmp_path:
         }
     finally:
         conn.close()
-    assert versions == [(1,)]
-    assert {"cqrs_messages_correlation", "cqrs_messages_causation"} <= indexes
+    assert versions == [(1,), (2,)]
+    assert {
+        "cqrs_messages_correlation",
+        "cqrs_messages_causation",
+        "cqrs_messages_openings",
+        "cqrs_messages_requested_by",
+        "cqrs_messages_type",
+        "cqrs_messages_failed",
+        "cqrs_messages_recorded_at",
+        "cqrs_messages_service",
+    } <= indexes
 
 
 @pytest.mark.parametrize(
@@ -110,33 +135,6 @@ async def test_a_store_newer_than_the_library_is_refused(tmp_path: Path) -> None
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-async def test_sqlite_traversal_queries_search_indexes_and_never_scan_the_table(
-    tmp_path: Path,
-) -> None:
-    from python_cqrs_core.store import sqlite as backend
-
-    path = tmp_path / "plan.db"
-    async with await open_store(f"sqlite:///{path}"):
-        pass
-    queries = {
-        "get": (backend._SELECT_ONE, ("x",)),
-        "by_correlation": (backend._SELECT_CORRELATION, ("x",)),
-        "trace_causation": (backend._SELECT_CAUSES, ("x",)),
-        "trace_effects": (backend._SELECT_EFFECTS, ("x", "x")),
-        "recent_correlations": (backend._SELECT_OPENINGS, (20,)),
-        "count": (backend._COUNT_MESSAGES, ("x",)),
-    }
-    conn = sqlite3.connect(path)
-    try:
-        for name, (sql, params) in queries.items():
-            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-            table_scans = [step for step in plan if step.startswith("SCAN cqrs_messages")]
-            unindexed = [s for s in table_scans if "USING INDEX" not in s]
-            assert not unindexed, f"{name} scans the table: {plan}"
-    finally:
-        conn.close()
-
-
 async def test_a_file_that_is_not_a_store_raises_store_open_error_with_the_cause(tmp_path):
     path = tmp_path / "notes.db"
     path.write_bytes(b"this is not an SQLite database" * 100)
@@ -158,3 +156,227 @@ def test_url_without_password_masks_only_the_password():
     assert url_without_password("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert url_without_password("postgresql://u@h/db") == "postgresql://u@h/db"
     assert url_without_password("sqlite:///cqrs.db") == "sqlite:///cqrs.db"
+
+
+# -- URL spellings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling", ["sqlite:///{}", "SQLITE:///{}", "SQLite+aiosqlite:///{}", "sqlite+AIOSQLITE:///{}"]
+)
+async def test_sqlite_schemes_are_case_insensitive_and_take_the_aiosqlite_spelling(
+    tmp_path: Path, spelling: str
+) -> None:
+    path = tmp_path / "spelt.db"
+    async with await open_store(spelling.format(path)) as store:
+        assert isinstance(store, SQLiteStore) and store.path == str(path)
+    assert path.exists()
+
+
+async def test_a_percent_encoded_sqlite_path_opens_the_file_it_decodes_to(tmp_path: Path) -> None:
+    folder = tmp_path / "my stores"
+    folder.mkdir()
+    encoded = f"sqlite:///{quote(str(folder))}/caf%C3%A9%20%231.db"
+    async with await open_store(encoded) as store:
+        await store.append([sample_record()])
+    assert (folder / "café #1.db").exists()
+    async with await open_store(encoded, read_only=True) as reader:
+        assert await reader.last_position() == 1
+
+
+@pytest.mark.parametrize(
+    "scheme", ["postgresql", "postgres", "postgresql+asyncpg", "PostgreSQL", "POSTGRES"]
+)
+async def test_postgres_urls_take_every_usual_scheme_spelling(
+    postgres_url: str, scheme: str
+) -> None:
+    url = scheme + postgres_url[postgres_url.index("://") :]
+    schema = await create_schema(postgres_url)
+    async with await open_store(url, server_settings={"search_path": schema}) as store:
+        assert isinstance(store, PostgresStore)
+        assert await store.last_position() == 0
+
+
+def test_find_backend_knows_the_library_schemes_in_any_case() -> None:
+    assert find_backend("MEMORY") is MemoryStore
+    assert find_backend("sqlite+aiosqlite") is SQLiteStore
+    assert find_backend("Postgres") is PostgresStore
+    assert set(BACKENDS) == {
+        "memory",
+        "sqlite",
+        "sqlite+aiosqlite",
+        "postgresql",
+        "postgres",
+        "postgresql+asyncpg",
+    }
+
+
+async def test_a_url_without_a_scheme_is_a_value_error_saying_so() -> None:
+    with pytest.raises(ValueError, match="starts with its scheme"):
+        await open_store("cqrs.db")
+
+
+def test_the_store_abc_module_names_no_backend() -> None:
+    source = Path(base.__file__).read_text()
+    for backend in ("MemoryStore", "SQLiteStore", "PostgresStore", "sqlite3", "asyncpg"):
+        assert backend not in source
+
+
+# -- backends of other packages (entry points) ---------------------------------------------
+
+FAKE_BACKEND = '''
+from python_cqrs_core.store import MemoryStore
+
+
+class FakeStore(MemoryStore):
+    """A backend of another package: a memory store that remembers how it was opened."""
+
+    @classmethod
+    async def open(cls, url, *, read_only=False, **options):
+        store = cls(url, read_only=read_only)
+        store.options = options
+        return store
+'''
+
+
+@pytest.fixture
+def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installed distribution (on sys.path) whose entry point registers a backend
+    for the ``fake`` scheme, as ``pip install`` would leave it."""
+    package = f"cqrs_fake_backend_{tmp_path.name[-8:].replace('-', '_')}"
+    (tmp_path / f"{package}.py").write_text(FAKE_BACKEND)
+    info = tmp_path / f"{package}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nfake = {package}:FakeStore\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package
+
+
+async def test_a_backend_registered_by_entry_point_is_found_by_its_scheme(
+    fake_distribution: str,
+) -> None:
+    store = await open_store("FAKE://bucket/x", read_only=True, region="eu")
+    assert type(store).__module__ == fake_distribution
+    assert (store.url, store.read_only, store.options) == (  # type: ignore[attr-defined]
+        "FAKE://bucket/x",
+        True,
+        {"region": "eu"},
+    )
+    with pytest.raises(ValueError, match=r"'nope'.*fake://"):
+        await open_store("nope://x")
+
+
+async def test_an_entry_point_cannot_take_over_a_library_scheme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "hijack-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hijack\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nsqlite = os:getcwd\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert find_backend("sqlite") is SQLiteStore
+
+
+async def test_an_entry_point_that_is_not_a_store_class_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nbroken = os:getcwd\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match="not a MessageStore subclass"):
+        await open_store("broken://x")
+
+
+# -- read-only opening -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["sqlite:///{}", "SQLITE:///{}", "sqlite+aiosqlite:///{}", "sqlite:///{}?synchronous=full"],
+)
+async def test_opening_a_missing_sqlite_store_read_only_creates_no_file(
+    tmp_path: Path, spelling: str
+) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(StoreOpenError, match=r"no message store at .*absent\.db"):
+        await open_store(spelling.format(path), read_only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_sqlite_database_without_the_store_tables_is_not_a_message_store(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    with pytest.raises(StoreOpenError, match="not a message store"):
+        await open_store(f"sqlite:///{path}", read_only=True)
+    conn = sqlite3.connect(path)
+    try:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+    finally:
+        conn.close()
+    assert tables == ["notes"]
+
+
+async def test_a_read_only_sqlite_store_runs_no_writer_and_leaves_the_file_as_it_was(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cqrs.db"
+    async with await open_store(f"sqlite:///{path}") as store:
+        await store.append([sample_record()])
+    before = path.read_bytes()
+    threads = {thread.name for thread in threading.enumerate()}
+    async with await open_store(f"sqlite:///{path}", read_only=True) as reader:
+        assert isinstance(reader, SQLiteStore) and reader.read_only
+        started = {thread.name for thread in threading.enumerate()} - threads
+        assert not [name for name in started if "writer" in name or "checkpoint" in name]
+        assert len(await reader.read()) == 1
+    assert path.read_bytes() == before
+
+
+async def test_a_read_only_store_newer_than_the_library_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    async with await open_store(f"sqlite:///{path}"):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO cqrs_schema_version VALUES (99, 'from the future', '')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreOpenError, match="schema version 99"):
+        await open_store(f"sqlite:///{path}", read_only=True)
+
+
+async def test_a_postgres_database_without_the_store_tables_is_not_a_message_store(
+    postgres_url: str,
+) -> None:
+    schema = await create_schema(postgres_url)
+    with pytest.raises(StoreOpenError, match="is not a message store"):
+        await open_store(postgres_url, read_only=True, server_settings={"search_path": schema})
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+    finally:
+        await conn.close()
+    assert tables == 0
+
+
+async def test_a_read_only_postgres_store_runs_read_only_transactions(postgres_url: str) -> None:
+    schema = await create_schema(postgres_url)
+    settings = {"server_settings": {"search_path": schema, "application_name": "reader"}}
+    async with await open_store(postgres_url, **settings) as store:
+        await store.append([sample_record()])
+    async with await open_store(postgres_url, read_only=True, **settings) as reader:
+        assert isinstance(reader, PostgresStore) and reader.read_only
+        pool = reader._pool
+        assert await pool.fetchval("SHOW default_transaction_read_only") == "on"
+        assert await pool.fetchval("SHOW application_name") == "reader"  # options kept
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await pool.execute("DELETE FROM cqrs_messages")
+        assert await reader.last_position() == 1

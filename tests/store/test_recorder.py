@@ -13,16 +13,20 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from pydantic import Field
 
-from python_cqrs_core import PII, BaseCommand, BaseEvent, BaseQuery, Mediator
+from python_cqrs_core import PII, BaseCommand, BaseEvent, BaseQuery, Mediator, message_type_name
 from python_cqrs_core.mediator import CallNext
 from python_cqrs_core.messages import BaseMessage
+from python_cqrs_core.registry import MessageRegistry
 from python_cqrs_core.store import (
     MemoryStore,
     MessageAlreadyRecordedError,
     MessageRecord,
     MessageRecorder,
     MessageStore,
+    ReadOnlyStoreError,
+    RecordNotReconstructibleError,
     StoreWriteError,
 )
 
@@ -96,8 +100,14 @@ def order_bus(*, notifier: NotifyCustomer | None = None) -> Mediator:
     return bus
 
 
-def by_type(records: Sequence[MessageRecord]) -> dict[str, MessageRecord]:
-    return {r.message_type: r for r in records}
+def by_type(records: Sequence[MessageRecord]) -> dict[type[BaseMessage], MessageRecord]:
+    """The records by message class (recorded under its stable type name)."""
+    classes = {message_type_name(cls): cls for cls in (PlaceOrder, OrderPlaced, ReserveStock)}
+    return {classes[r.message_type]: r for r in records}
+
+
+def type_names(*classes: type[BaseMessage]) -> list[str]:
+    return [message_type_name(cls) for cls in classes]
 
 
 class CountingStore(MemoryStore):
@@ -135,7 +145,7 @@ async def test_a_chain_records_outcomes_handlers_and_causation_of_every_message(
 
     assert raised.value is notifier.raised[0]  # the handler's own exception, unchanged
     records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
-    assert [r.message_type for r in records] == ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+    assert [r.message_type for r in records] == type_names(PlaceOrder, OrderPlaced, ReserveStock)
     place, placed, reserve = records
     assert [r.kind for r in records] == ["command", "event", "command"]
     assert placed.causation_id == str(place.message_id)
@@ -162,7 +172,7 @@ async def test_a_chain_records_outcomes_handlers_and_causation_of_every_message(
         "ReserveStockHandler",
         None,
     )
-    assert place.payload == {**command.model_dump(mode="json")}
+    assert place.payload == {"order_id": 7, "email": "ada@example.com"}  # business fields only
     assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in records)
     assert place.duration_ms >= placed.duration_ms >= reserve.duration_ms  # type: ignore[operator]
 
@@ -184,8 +194,8 @@ async def test_a_handled_failure_deeper_in_the_chain_does_not_fail_the_root(
     command = PlaceOrder(order_id=1)
     assert await bus.send(command) == 1
     records = by_type(await store.by_correlation(command.correlation_id))  # type: ignore[arg-type]
-    assert records["PlaceOrder"].outcome == "succeeded"
-    assert records["OrderPlaced"].outcome == "failed"
+    assert records[PlaceOrder].outcome == "succeeded"
+    assert records[OrderPlaced].outcome == "failed"
 
 
 async def test_a_failing_command_is_recorded_failed_and_its_exception_reaches_the_caller() -> None:
@@ -236,7 +246,7 @@ async def test_positions_follow_dispatch_start_order_parent_before_child() -> No
     await bus.send(command)
     records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
     # The child finishes first, but the parent started first and is recorded first.
-    assert [r.message_type for r in records] == ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+    assert [r.message_type for r in records] == type_names(PlaceOrder, OrderPlaced, ReserveStock)
     assert [r.position for r in records] == sorted(r.position or 0 for r in records)
 
 
@@ -270,7 +280,7 @@ async def test_concurrent_dispatches_inside_one_handler_join_the_chain_batch() -
 
 
 async def test_queries_are_recorded_only_when_asked() -> None:
-    for record_queries, expected in ((False, None), (True, "GetOrder")):
+    for record_queries, expected in ((False, None), (True, message_type_name(GetOrder))):
         store = MemoryStore()
         bus = order_bus()
         MessageRecorder(store, record_queries=record_queries).install(bus)
@@ -422,7 +432,7 @@ async def test_a_dispatch_from_a_task_that_outlives_the_root_is_recorded_on_its_
     await spawned[0]
     assert store.appends == [1, 1]
     records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
-    assert [r.message_type for r in records] == ["PlaceOrder", "ReserveStock"]
+    assert [r.message_type for r in records] == type_names(PlaceOrder, ReserveStock)
     assert records[1].causation_id == str(command.request_id)
 
 
@@ -512,7 +522,91 @@ async def test_a_payload_json_cannot_hold_is_replaced_by_a_note_not_lost(
     record = await store.get(command.request_id)
     assert record is not None and record.outcome == "succeeded"
     assert "unrecordable_payload" in record.payload
+    with pytest.raises(RecordNotReconstructibleError, match="could not be recorded"):
+        record.to_message(MessageRegistry([CarryOpaque]))
     assert any("cannot be recorded as JSON" in r.getMessage() for r in caplog.records)
+
+
+# -- what a record knows: its type, its service, its personal data -------------------------
+
+
+class OrderShipped(BaseEvent):
+    __message_type__ = "store_tests.OrderShipped"
+    order_id: int
+    tracking: str = Field(alias="trackingNumber")
+    recipient: Annotated[str, PII] = Field(alias="recipientEmail")
+    phone: Annotated[str | None, PII] = None
+
+
+async def record_of(message: BaseMessage, **options: Any) -> MessageRecord:
+    """The record of ``message`` dispatched through a recorder made with ``options``."""
+    store = MemoryStore()
+    bus = Mediator()
+
+    async def handle(message: BaseMessage) -> None:
+        return None
+
+    if isinstance(message, BaseEvent):
+        bus.subscribe(type(message), handle)
+    else:
+        bus.register(type(message), handle)
+    MessageRecorder(store, **options).install(bus)
+    await bus.process(message)
+    record = await store.get(message.request_id)
+    assert record is not None
+    return record
+
+
+async def test_records_carry_the_stable_type_name_of_their_message() -> None:
+    assert (await record_of(ReserveStock(order_id=1))).message_type == (
+        f"{ReserveStock.__module__}.ReserveStock"
+    )
+    shipped = OrderShipped(order_id=1, trackingNumber="T-1", recipientEmail="ada@example.com")
+    assert (await record_of(shipped)).message_type == "store_tests.OrderShipped"
+
+
+async def test_records_name_the_service_that_recorded_them() -> None:
+    assert (await record_of(ReserveStock(order_id=1))).service is None
+    assert (await record_of(ReserveStock(order_id=1), service="orders")).service == "orders"
+    for bad in ("", "two words", "x" * 300, "tab\there"):
+        with pytest.raises(ValueError, match="service"):
+            MessageRecorder(MemoryStore(), service=bad)
+
+
+async def test_the_payload_holds_the_business_fields_by_alias_and_names_the_personal_ones() -> None:
+    shipped = OrderShipped(
+        order_id=7, trackingNumber="T-7", recipientEmail="ada@example.com", requested_by="ada"
+    )
+    record = await record_of(shipped)
+    assert record.payload == {
+        "order_id": 7,
+        "trackingNumber": "T-7",
+        "recipientEmail": "ada@example.com",
+        "phone": None,
+    }
+    assert record.pii_fields == ("phone", "recipientEmail")
+    assert not record.payload_redacted
+    assert record.redacted_payload() == {**record.payload, "recipientEmail": "***"}
+    assert record.to_message(MessageRegistry([OrderShipped])) == shipped
+
+
+async def test_redacted_records_say_so_and_cannot_be_turned_back_into_messages() -> None:
+    shipped = OrderShipped(order_id=7, trackingNumber="T-7", recipientEmail="ada@example.com")
+    record = await record_of(shipped, redact_pii=True)
+    assert record.payload["recipientEmail"] == "***" and record.payload_redacted
+    assert record.redacted_payload() == record.payload
+    with pytest.raises(RecordNotReconstructibleError, match="redacted when it was recorded"):
+        record.to_message(MessageRegistry([OrderShipped]))
+    # A class without personal data loses nothing to redaction: it turns back fine.
+    reserve = ReserveStock(order_id=3)
+    plain = await record_of(reserve, redact_pii=True)
+    assert not plain.payload_redacted and plain.pii_fields == ()
+    assert plain.to_message(MessageRegistry([ReserveStock])) == reserve
+
+
+def test_a_recorder_refuses_a_store_opened_read_only() -> None:
+    with pytest.raises(ReadOnlyStoreError, match="read-only"):
+        MessageRecorder(MemoryStore(read_only=True))
 
 
 def test_durability_must_be_sync_or_async() -> None:
@@ -532,9 +626,11 @@ async def test_a_thousand_concurrent_chains_keep_causation_inside_their_correlat
     commands = [PlaceOrder(order_id=n) for n in range(1000)]
     await asyncio.gather(*(bus.send(command) for command in commands))
 
-    recent = await store.recent_correlations(limit=2000)
-    assert sorted(cid for cid, _, _ in recent) == sorted(str(c.correlation_id) for c in commands)
-    assert {count for _, _, count in recent} == {3}
+    recent = await store.correlations(limit=2000)
+    assert sorted(s.correlation_id for s in recent) == sorted(
+        str(c.correlation_id) for c in commands
+    )
+    assert {summary.message_count for summary in recent} == {3}
     for command in commands:
         records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
         by_id = {str(r.message_id): r for r in records}
@@ -543,8 +639,6 @@ async def test_a_thousand_concurrent_chains_keep_causation_inside_their_correlat
                 parent = by_id[record.causation_id]  # in the same correlation
                 assert parent.correlation_id == record.correlation_id
         (tree,) = await store.build_causation_tree(command.correlation_id)  # type: ignore[arg-type]
-        assert [n.record.message_type for _, n in tree.walk()] == [
-            "PlaceOrder",
-            "OrderPlaced",
-            "ReserveStock",
-        ]
+        assert [n.record.message_type for _, n in tree.walk()] == type_names(
+            PlaceOrder, OrderPlaced, ReserveStock
+        )

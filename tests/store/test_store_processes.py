@@ -16,7 +16,7 @@ from store_testing import create_schema
 from python_cqrs_core.store import open_store
 
 WRITER = str(Path(__file__).with_name("chain_writer.py"))
-CHAIN = ["PlaceOrder", "OrderPlaced", "ReserveStock"]
+CHAIN = ["shop.PlaceOrder", "shop.OrderPlaced", "shop.ReserveStock"]
 
 
 def child_env() -> dict[str, str]:
@@ -96,7 +96,7 @@ async def test_a_sqlite_writer_killed_mid_stream_keeps_every_dispatch_that_retur
         for correlation_id in returned:
             records = await store.by_correlation(correlation_id)
             assert [r.message_type for r in records] == CHAIN, correlation_id
-        recent = await store.recent_correlations(limit=len(returned) + 10)
-        assert {cid for cid, _, _ in recent} >= set(returned)
+        recent = await store.correlations(limit=len(returned) + 10)
+        assert {summary.correlation_id for summary in recent} >= set(returned)
     finally:
         await store.close()

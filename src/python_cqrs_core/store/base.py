@@ -1,16 +1,9 @@
-"""The message store interface, and :func:`open_store`, which picks a backend by URL.
+"""The message store interface, :class:`MessageStore`, and the store's errors.
 
-Every backend implements the same asynchronous :class:`MessageStore`:
+Every backend implements the same asynchronous interface; which backends exist, and
+how a URL picks one, is :mod:`python_cqrs_core.store.backends` (:func:`open_store`)::
 
-=====================================  ==============================================
-``memory://``                          in the process, for tests and demos
-``sqlite:///path/to/file.db``          embedded default: one file, stdlib ``sqlite3``
-``postgresql://user@host:5432/db``     shared by many processes and machines (asyncpg)
-=====================================  ==============================================
-
-::
-
-    async with await open_store("sqlite:///cqrs.db") as store:
+    async with await open_store("sqlite:///cqrs.db", read_only=True) as store:
         for tree in await store.build_causation_tree("req-abc-123"):
             for depth, node in tree.walk():
                 print("  " * depth, node.record.message_type, node.record.outcome)
@@ -18,38 +11,34 @@ Every backend implements the same asynchronous :class:`MessageStore`:
 Traversal (:meth:`~MessageStore.trace_causation`, :meth:`~MessageStore.trace_effects`,
 :meth:`~MessageStore.build_causation_tree`) is answered from the correlation and
 causation indexes on every backend, never by scanning the store, so its cost depends
-on the size of the chain, not of the store.
+on the size of the chain, not of the store.  The feed (:meth:`~MessageStore.read`,
+:meth:`~MessageStore.last_position`) and the summaries
+(:meth:`~MessageStore.correlations`) are answered from the position order and the
+filter indexes (see :mod:`python_cqrs_core.store.migrations`).
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from ..errors import CQRSError
-from .records import CausationNode, MessageRecord, assemble_trees
+from ..messages import MessageKind
+from .feed import CorrelationSummary, RecordFilter, check_after, check_before, check_limit
+from .records import CausationNode, MessageRecord, Outcome, assemble_trees
 
 __all__ = [
-    "DEFAULT_STORE_URL",
-    "STORE_URL_ENV",
     "MessageAlreadyRecordedError",
     "MessageStore",
+    "ReadOnlyStoreError",
     "StoreOpenError",
     "StoreWriteError",
-    "open_store",
     "url_without_password",
 ]
-
-STORE_URL_ENV = "CQRS_STORE_URL"
-"""Environment variable read by :func:`open_store` when no URL is given."""
-DEFAULT_STORE_URL = "sqlite:///cqrs.db"
-"""The store used when neither a URL nor ``CQRS_STORE_URL`` is given: ``./cqrs.db``."""
 
 
 class StoreOpenError(CQRSError):
@@ -90,15 +79,34 @@ class MessageAlreadyRecordedError(StoreWriteError):
     """
 
 
+class ReadOnlyStoreError(StoreWriteError):
+    """A write to a store opened with ``open_store(url, read_only=True)``.
+
+    Raised by :meth:`MessageStore.append` before anything reaches the backend, and by
+    :class:`~python_cqrs_core.store.MessageRecorder` when given such a store.
+    """
+
+
 class MessageStore(ABC):
     """Where dispatched messages are recorded, and how causation is traversed.
 
     Use a store as an async context manager, or call :meth:`close` when done.
     Message ids may be given as :class:`uuid.UUID` or text; correlation ids as a UUID
     or an opaque string, exactly as messages carry them.
+
+    **Writing a backend.**  Implement the abstract methods (the feed's two are
+    :meth:`fetch_records` and :meth:`fetch_correlations`, which receive arguments
+    :meth:`read` and :meth:`correlations` have already checked), an async class
+    method ``open(url, *, read_only=False, **options)``, and register the class
+    under its URL scheme (see :mod:`python_cqrs_core.store.backends`).
+    :class:`python_cqrs_core.testing.store_contract.MessageStoreContract` is the
+    behaviour it must show.
     """
 
     url: str
+    read_only: bool = False
+    """True when opened with ``read_only=True``: :meth:`append` then raises
+    :class:`ReadOnlyStoreError`, and nothing was created or migrated."""
 
     async def __aenter__(self) -> MessageStore:
         return self
@@ -120,8 +128,22 @@ class MessageStore(ABC):
 
         All or nothing: a record whose ``message_id`` is already stored (or appears
         twice in the batch) rejects the whole batch with :class:`StoreWriteError`, as
-        does any failure of the backend.
+        does any failure of the backend.  A read-only store raises
+        :class:`ReadOnlyStoreError`.
+
+        Positions grow in the order appends commit, on every backend: a reader that
+        has seen position ``n`` never later finds a new record below ``n``, which is
+        what lets :meth:`read` resume from a position.
         """
+
+    def check_writable(self) -> None:
+        """Raise :class:`ReadOnlyStoreError` if the store was opened read-only (the
+        first thing every :meth:`append` does)."""
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"the message store {self.url} was opened read-only "
+                "(open_store(url, read_only=True)); open it without read_only to record"
+            )
 
     @abstractmethod
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
@@ -158,62 +180,91 @@ class MessageStore(ABC):
         """
         return assemble_trees(await self.by_correlation(correlation_id))
 
+    # -- the feed ------------------------------------------------------------------------
+
+    async def read(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        requested_by: str | None = None,
+        message_type: str | None = None,
+        outcome: Outcome | None = None,
+        kind: MessageKind | None = None,
+        service: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[MessageRecord]:
+        """The records with a position greater than ``after``, in ascending position
+        order, at most ``limit`` (1 to 10,000), that meet the filters.
+
+        A cursor: pass the position of the last record received as the next
+        ``after`` to page through the store, or to resume a feed (a live page, an
+        outbox relay) where it stopped; ``[]`` means nothing newer yet::
+
+            after = 0
+            while batch := await store.read(after, limit=500, outcome="failed"):
+                for record in batch:
+                    alert(record)
+                after = batch[-1].position
+
+        Filters (all optional, combined with "and"; see
+        :class:`~python_cqrs_core.store.feed.RecordFilter`): ``requested_by``,
+        ``message_type`` (the stable type name), ``outcome``, ``kind``, ``service``,
+        and ``since``/``until`` on ``recorded_at`` (``since`` included, ``until``
+        excluded; timezone-aware).  A bad value is a :class:`ValueError` naming it.
+        """
+        where = RecordFilter(requested_by, message_type, outcome, kind, service, since, until)
+        return await self.fetch_records(check_after(after), check_limit(limit), where)
+
     @abstractmethod
-    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
-        """The latest correlation ids: ``(correlation_id, first recorded_at, message
-        count)``, newest first (by when their first message was recorded)."""
+    async def fetch_records(
+        self, after: int, limit: int, where: RecordFilter
+    ) -> list[MessageRecord]:
+        """The backend's part of :meth:`read`: its arguments are already checked."""
+
+    @abstractmethod
+    async def last_position(self) -> int:
+        """The position of the newest record, ``0`` when the store is empty: where a
+        feed that only wants what comes next starts (``read(after=...)``)."""
+
+    async def correlations(
+        self,
+        limit: int = 20,
+        before: int | None = None,
+        *,
+        requested_by: str | None = None,
+        message_type: str | None = None,
+        outcome: Outcome | None = None,
+        kind: MessageKind | None = None,
+        service: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[CorrelationSummary]:
+        """The business operations recorded last, newest first: one
+        :class:`~python_cqrs_core.store.CorrelationSummary` per correlation id, at most
+        ``limit`` (1 to 10,000).
+
+        Newest means the operation's opening record (its first, normally the root
+        command) was recorded last.  ``before`` pages back: pass the ``position`` of
+        the last summary received to get the operations opened before it.
+
+        The filters are those of :meth:`read`, applied to the opening record (who
+        started the operation, with which message type, kind, from which service, and
+        when), except ``outcome``, which is the outcome of the whole operation:
+        ``"failed"`` if any of its records failed.  Every backend computes a page in
+        one query, whatever ``limit`` is.
+        """
+        where = RecordFilter(requested_by, message_type, outcome, kind, service, since, until)
+        return await self.fetch_correlations(check_limit(limit), check_before(before), where)
+
+    @abstractmethod
+    async def fetch_correlations(
+        self, limit: int, before: int | None, where: RecordFilter
+    ) -> list[CorrelationSummary]:
+        """The backend's part of :meth:`correlations`: its arguments are already
+        checked."""
 
     @abstractmethod
     async def close(self) -> None:
         """Release connections and threads; pending writes are finished first."""
-
-
-async def open_store(url: str | None = None, **options: Any) -> MessageStore:
-    """Open (and create or migrate, if needed) the store at ``url``.
-
-    ``url`` defaults to the ``CQRS_STORE_URL`` environment variable, else
-    ``sqlite:///cqrs.db`` (``cqrs.db`` in the working directory).  Recognised schemes:
-
-    - ``memory://``: a new, empty in-process store;
-    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the query
-      option ``?synchronous=full`` (or ``synchronous="full"`` here) makes every commit
-      survive a power loss, at the cost of an ``fsync`` per commit;
-    - ``postgresql://user:password@host:port/database`` (or ``postgres://``); extra
-      ``options`` go to :func:`asyncpg.create_pool` (e.g. ``min_size``, ``max_size``).
-
-    Any other scheme raises :class:`ValueError` naming it; a store that cannot be
-    opened raises :class:`StoreOpenError` with the driver's error chained.
-    """
-    if url is None:
-        url = os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "memory":
-        from .memory import MemoryStore
-
-        if options:
-            raise TypeError(f"memory:// takes no options, got {sorted(options)}")
-        return MemoryStore(url)
-    if scheme == "sqlite":
-        from .sqlite import SQLiteStore
-
-        return await _opening(url, SQLiteStore.open(url, **options))
-    if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresStore
-
-        return await _opening(url, PostgresStore.open(url, **options))
-    raise ValueError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, "
-        "sqlite:///path.db or postgresql://user@host:port/database"
-    )
-
-
-async def _opening(url: str, opening: Awaitable[MessageStore]) -> MessageStore:
-    try:
-        return await opening
-    except (ValueError, TypeError):
-        raise  # a malformed URL or option: the caller's mistake, named as such
-    except Exception as exc:
-        raise StoreOpenError(
-            f"cannot open the message store {url_without_password(url)}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc

@@ -1,9 +1,11 @@
 """The in-process message store (``memory://``): dicts and indexes, nothing on disk.
 
 For tests, demos and notebooks.  It behaves exactly like the durable backends (it
-passes the same behaviour suite), and like them answers traversal from indexes:
-one dict from message id to record, and lists of message ids per correlation id and
-per causation id, so no query ever scans the store.
+passes the same contract, :mod:`python_cqrs_core.testing.store_contract`), and like
+them answers traversal from indexes: one dict from message id to record, lists of
+message ids per correlation id and per causation id, and the list of records that
+open a correlation, so traversal and summaries never scan the store.  Filters of
+:meth:`~MemoryStore.read` are tested record by record from ``after`` on.
 
 >>> import asyncio
 >>> store = MemoryStore()
@@ -14,11 +16,13 @@ per causation id, so no query ever scans the store.
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left
 from collections.abc import Sequence
-from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from .base import MessageStore, StoreWriteError
+from .feed import CorrelationSummary, RecordFilter
 from .records import MessageRecord, id_text, order_chain
 
 __all__ = ["MemoryStore"]
@@ -28,22 +32,35 @@ class MemoryStore(MessageStore):
     """A :class:`~python_cqrs_core.store.MessageStore` held in memory.
 
     Each instance is a separate, initially empty store; it is lost with the process.
+    One opened read-only stays empty (there is nothing to read that it did not write).
     """
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
         # Records as appended; their position is applied when first read (copying a
-        # frozen record on every append would be the store's main cost).
+        # frozen record on every append would be the store's main cost).  Positions
+        # are 1, 2, 3...: the record at position p is the key _order[p - 1].
         self._records: dict[str, MessageRecord] = {}
         self._positions: dict[str, int] = {}
+        self._order: list[str] = []
         self._by_correlation: dict[str, list[str]] = {}
         self._by_causation: dict[str, list[str]] = {}
-        # correlation id -> [first recorded_at, message count], in first-seen order
-        self._correlations: dict[str, tuple[datetime, int]] = {}
+        self._openings: list[int] = []  # positions of the first record of each correlation
         self._closed = False
+
+    @classmethod
+    async def open(
+        cls, url: str = "memory://", *, read_only: bool = False, **options: Any
+    ) -> MemoryStore:
+        """A new, empty store (``open_store("memory://")``); it takes no options."""
+        if options:
+            raise TypeError(f"memory:// takes no options, got {sorted(options)}")
+        return cls(url, read_only=read_only)
 
     async def append(self, records: Sequence[MessageRecord]) -> None:
         self._check_open()
+        self.check_writable()
         keys = [str(record.message_id) for record in records]
         # Validate the whole batch first: all or nothing.
         if len(set(keys)) != len(keys):
@@ -56,11 +73,15 @@ class MemoryStore(MessageStore):
             position += 1
             self._records[key] = record
             self._positions[key] = position
-            self._by_correlation.setdefault(record.correlation_id, []).append(key)
+            self._order.append(key)
+            correlation = self._by_correlation.get(record.correlation_id)
+            if correlation is None:
+                self._by_correlation[record.correlation_id] = [key]
+                self._openings.append(position)
+            else:
+                correlation.append(key)
             if record.causation_id is not None:
                 self._by_causation.setdefault(record.causation_id, []).append(key)
-            first, count = self._correlations.get(record.correlation_id, (record.recorded_at, 0))
-            self._correlations[record.correlation_id] = (first, count + 1)
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
         self._check_open()
@@ -94,13 +115,40 @@ class MemoryStore(MessageStore):
         found.sort(key=self._positions.__getitem__)
         return [self._read(key) for key in found]
 
-    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
+    async def fetch_records(
+        self, after: int, limit: int, where: RecordFilter
+    ) -> list[MessageRecord]:
         self._check_open()
-        if limit <= 0:
-            return []
-        newest = list(self._correlations.items())[-limit:]  # insertion order = first seen
-        newest.reverse()
-        return [(cid, first, count) for cid, (first, count) in newest]
+        found: list[MessageRecord] = []
+        for key in self._order[after:]:
+            record = self._read(key)
+            if where.is_empty or where.matches(record):
+                found.append(record)
+                if len(found) == limit:
+                    break
+        return found
+
+    async def last_position(self) -> int:
+        self._check_open()
+        return len(self._order)
+
+    async def fetch_correlations(
+        self, limit: int, before: int | None, where: RecordFilter
+    ) -> list[CorrelationSummary]:
+        self._check_open()
+        openings = self._openings
+        end = len(openings) if before is None else bisect_left(openings, before)
+        summaries: list[CorrelationSummary] = []
+        for index in range(end - 1, -1, -1):
+            opening = self._read(self._order[openings[index] - 1])
+            summary = CorrelationSummary.of(
+                [self._read(key) for key in self._by_correlation[opening.correlation_id]]
+            )
+            if where.is_empty or where.matches(opening, outcome=summary.outcome):
+                summaries.append(summary)
+                if len(summaries) == limit:
+                    break
+        return summaries
 
     async def close(self) -> None:
         self._closed = True

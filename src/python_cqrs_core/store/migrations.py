@@ -5,9 +5,13 @@ On open, the store applies the missing ones in order, each in a transaction with
 version row, under a lock (``BEGIN IMMEDIATE`` on SQLite, ``pg_advisory_xact_lock`` on
 PostgreSQL), so opening a store is idempotent and two processes opening the same
 store at once are safe.  A store written by a newer version of the library (a
-version this code does not know) is refused rather than misread.
+version this code does not know) is refused rather than misread.  A store opened
+read-only is never migrated: it is read at its own version (see
+:mod:`python_cqrs_core.store.columns`).
 
-To change the schema, append a :class:`Migration`; never edit an applied one.
+To change the schema, append a :class:`Migration` (and declare a new column in
+:data:`~python_cqrs_core.store.columns.COLUMNS` with ``since=`` its version); never
+edit an applied one.
 
 Schema, version 1 (both backends; SQLite stores datetimes as ISO 8601 text and JSON
 as text, PostgreSQL as ``timestamptz`` and ``jsonb``):
@@ -23,6 +27,25 @@ as text, PostgreSQL as ``timestamptz`` and ``jsonb``):
     partial index on ``position`` of the records that open a correlation, so that
     listing recent operations reads a few index entries instead of the table.
 
+Version 2 adds three columns, read as their defaults from a version 1 store:
+``service`` (the recording service, ``NULL`` before), ``pii_fields`` (JSON list of the
+payload fields declared personal data, ``[]`` before) and ``payload_redacted``
+(false before); and five indexes, one per filter of
+:meth:`~python_cqrs_core.store.MessageStore.read` and
+:meth:`~python_cqrs_core.store.MessageStore.correlations`:
+
+- ``(requested_by, position)``: ``requested_by=``, one user's records in order;
+- ``(message_type, position)``: ``message_type=``;
+- ``(position) WHERE outcome = 'failed'``: ``outcome="failed"`` (holds failures only);
+- ``(recorded_at)``: ``since=`` / ``until=``;
+- ``(service, position)``: ``service=``.
+
+Each key grows with ``position`` (or time) within its first column's value, so an
+append writes at the right-hand edge of a few hot pages instead of at random places
+in the index.  ``kind`` has no index: a third to a half of all records share each
+kind, so walking the records in order and skipping the others is as fast.  On an
+existing store, migration 2 builds the indexes once, while it is opened.
+
 Why a flag rather than a table of correlations: keeping a summary row per
 correlation up to date costs every commit an upsert into a second table and its
 unique index (about a fifth of a recorded chain's cost on SQLite); the flag costs one
@@ -34,7 +57,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS", "Migration", "check_known"]
+__all__ = [
+    "LATEST_VERSION",
+    "POSTGRES_MIGRATIONS",
+    "SCHEMA_VERSION_TABLE",
+    "SQLITE_MIGRATIONS",
+    "Migration",
+    "check_known",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +116,21 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "WHERE opens_correlation = 1",
         ),
     ),
+    Migration(
+        2,
+        "service, pii_fields and payload_redacted columns; indexes of the feed filters",
+        (
+            "ALTER TABLE cqrs_messages ADD COLUMN service TEXT",
+            "ALTER TABLE cqrs_messages ADD COLUMN pii_fields TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE cqrs_messages ADD COLUMN payload_redacted INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position)",
+            "CREATE INDEX cqrs_messages_type ON cqrs_messages (message_type, position)",
+            "CREATE INDEX cqrs_messages_failed ON cqrs_messages (position) "
+            "WHERE outcome = 'failed'",
+            "CREATE INDEX cqrs_messages_recorded_at ON cqrs_messages (recorded_at)",
+            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -120,6 +165,21 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "WHERE opens_correlation",
         ),
     ),
+    Migration(
+        2,
+        "service, pii_fields and payload_redacted columns; indexes of the feed filters",
+        (
+            "ALTER TABLE cqrs_messages ADD COLUMN service TEXT, "
+            "ADD COLUMN pii_fields JSONB NOT NULL DEFAULT '[]'::jsonb, "
+            "ADD COLUMN payload_redacted BOOLEAN NOT NULL DEFAULT FALSE",
+            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position)",
+            "CREATE INDEX cqrs_messages_type ON cqrs_messages (message_type, position)",
+            "CREATE INDEX cqrs_messages_failed ON cqrs_messages (position) "
+            "WHERE outcome = 'failed'",
+            "CREATE INDEX cqrs_messages_recorded_at ON cqrs_messages (recorded_at)",
+            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position)",
+        ),
+    ),
 )
 
 
@@ -131,3 +191,7 @@ def check_known(applied: int, migrations: tuple[Migration, ...], where: str) -> 
             f"the message store {where} has schema version {applied}, newer than the "
             f"{latest} this version of python-cqrs-core knows; upgrade the library"
         )
+
+
+LATEST_VERSION = SQLITE_MIGRATIONS[-1].version
+"""The schema version this library writes (both backends share the numbering)."""

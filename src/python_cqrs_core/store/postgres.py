@@ -10,6 +10,12 @@ times, ``jsonb`` for payload, headers and handler outcomes.
   durability: with the default ``synchronous_commit=on``, a returned commit survives
   a crash of the server).  Appends made while one is in flight are merged into the
   next statement (group commit), so many concurrent chains share a commit.
+- Positions grow in commit order, even with many processes writing: the statement
+  takes a transaction-level advisory lock of the store's table before positions are
+  drawn, so transactions draw and commit them one after the other.  (Without it, a
+  transaction drawing position 7 could commit after another's 8, and a feed reader
+  that had seen 8 would never see 7.)  Concurrent appends of one process are already
+  merged into one statement; those of several processes queue for the lock.
 - Migrations run under ``pg_advisory_xact_lock``, so processes opening one store at
   the same time apply each migration exactly once.
 - Traversal is a ``WITH RECURSIVE`` query over the indexes, upwards through
@@ -18,6 +24,10 @@ times, ``jsonb`` for payload, headers and handler outcomes.
   walked, so corrupted links forming a cycle end the recursion.
 - Every statement is parameterised; ids are stored as text (correlation ids may be
   opaque strings).
+- Read-only (``read_only=True``): every session runs with
+  ``default_transaction_read_only``, nothing is created or migrated, and a database
+  (or ``search_path`` schema) without the store's tables is a
+  :class:`~python_cqrs_core.store.StoreOpenError` ("not a message store").
 
 Requires the ``postgres`` extra (``pip install python-cqrs-core[postgres]``).
 """
@@ -25,39 +35,59 @@ Requires the ``postgres`` extra (``pip install python-cqrs-core[postgres]``).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from .base import MessageStore, StoreWriteError, url_without_password
+from .base import MessageStore, StoreOpenError, StoreWriteError, url_without_password
+from .columns import POSTGRES, RowReader, RowWriter
+from .feed import CorrelationSummary, RecordFilter
 from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
-from .records import MessageRecord, id_text, order_chain, record_from_row
+from .records import MessageRecord, id_text, order_chain
+from .sql import feed_query, summaries_query, summary_from_row
 
 __all__ = ["PostgresStore"]
 
 # An arbitrary constant identifying "python-cqrs-core schema migration" among the
 # advisory locks of the database.
 _MIGRATION_LOCK: Final = 0x43515253_0001  # "CQRS", 1
+# The append lock is the pair ("CQRS", the table's oid): one per store, so stores in
+# different schemas of one database do not wait for each other.
+_APPEND_LOCK_CLASS: Final = 0x43515253
 
-_COLUMNS: Final = (
-    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
-    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
-    "handlers::text, headers::text, payload::text"
-)
-# One statement: insert the batch in the order given, flagging the first record of
-# each correlation id not stored yet.  (Two transactions opening the same correlation at
-# the same moment may both flag a record; recent_correlations() keeps the first.)
-_APPEND: Final = """
-WITH batch AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
-        $12::float8[], $13::text[], $14::text[], $15::text[])
-        WITH ORDINALITY AS b (message_id, kind, message_type, correlation_id, causation_id,
-            requested_by, requested_at, recorded_at, outcome, error_type, error_message,
-            duration_ms, handlers, headers, payload, ord)
+_WRITER: Final = RowWriter(POSTGRES)
+
+
+def _append_statement() -> str:
+    """One statement appending a batch sent as one array per column, in the order
+    given, flagging the first record of each correlation id not stored yet.
+
+    The ``lock`` CTE takes the append lock before any position is drawn: the batch
+    joins it, and its rows are sorted (so all produced) before the first is inserted.
+    (Two transactions opening the same correlation at the same moment may still both
+    flag a record: each checks under its own snapshot.  The summaries keep the first.)
+    """
+    columns = _WRITER.columns
+    arrays = ", ".join(
+        f"${n}::{column.codec.postgres_type}[]" for n, column in enumerate(columns, 1)
+    )
+    names = ", ".join(_WRITER.names)
+    values = ", ".join(
+        f"b.{column.name}::{column.codec.postgres_cast}"
+        if column.codec.postgres_cast
+        else f"b.{column.name}"
+        for column in columns
+    )
+    return f"""
+WITH lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock({_APPEND_LOCK_CLASS}, 'cqrs_messages'::regclass::oid::integer)
+),
+batch AS (
+    SELECT b.* FROM lock, unnest({arrays})
+        WITH ORDINALITY AS b ({names}, ord)
 ),
 openings AS (
     SELECT DISTINCT ON (b.correlation_id) b.ord
@@ -65,25 +95,39 @@ openings AS (
     WHERE NOT EXISTS (SELECT 1 FROM cqrs_messages AS m WHERE m.correlation_id = b.correlation_id)
     ORDER BY b.correlation_id, b.ord
 )
-INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id,
-    requested_by, requested_at, recorded_at, outcome, error_type, error_message,
-    duration_ms, handlers, headers, payload, opens_correlation)
-SELECT b.message_id, b.kind, b.message_type, b.correlation_id, b.causation_id,
-    b.requested_by, b.requested_at, b.recorded_at, b.outcome, b.error_type, b.error_message,
-    b.duration_ms, b.handlers::jsonb, b.headers::jsonb, b.payload::jsonb,
-    b.ord IN (SELECT ord FROM openings)
+INSERT INTO cqrs_messages ({names}, opens_correlation)
+SELECT {values}, b.ord IN (SELECT ord FROM openings)
 FROM batch AS b
 ORDER BY b.ord
-"""
-_SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = $1"  # noqa: S608
-_SELECT_CORRELATION: Final = (
-    f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = $1 ORDER BY position"  # noqa: S608
+"""  # noqa: S608
+
+
+_APPEND: Final = _append_statement()
+_LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
+_STORE_TABLES: Final = (
+    "SELECT to_regclass('cqrs_messages') IS NOT NULL "
+    "AND to_regclass('cqrs_schema_version') IS NOT NULL"
 )
-# Recursive queries carry whole rows (no join back to the table afterwards, which
-# the planner could turn into a scan) and the path walked so far: a record already on
-# the path is not visited again, so corrupted links forming a cycle end the recursion.
-# Each record has one parent, so no record can be reached twice otherwise.
-_SELECT_CAUSES: Final = f"""
+_SCHEMA_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM cqrs_schema_version"
+
+
+class _Queries:
+    """The reading SQL of one schema version (older ones lack columns)."""
+
+    def __init__(self, version: int) -> None:
+        self.reader = reader = RowReader(POSTGRES, version)
+        self.version = version
+        select = reader.select
+        self.one = f"SELECT {select} FROM cqrs_messages WHERE message_id = $1"  # noqa: S608
+        self.correlation = (
+            f"SELECT {select} FROM cqrs_messages WHERE correlation_id = $1 ORDER BY position"  # noqa: S608
+        )
+        # Recursive queries carry whole rows (no join back to the table afterwards,
+        # which the planner could turn into a scan) and the path walked so far: a
+        # record already on the path is not visited again, so corrupted links forming a
+        # cycle end the recursion.  Each record has one parent, so no record can be
+        # reached twice otherwise.
+        self.causes = f"""
 WITH RECURSIVE chain AS (
     SELECT m.*, ARRAY[m.message_id] AS path FROM cqrs_messages AS m WHERE m.message_id = $1
     UNION ALL
@@ -91,9 +135,9 @@ WITH RECURSIVE chain AS (
     FROM chain JOIN cqrs_messages AS m ON m.message_id = chain.causation_id
     WHERE m.message_id <> ALL (chain.path)
 )
-SELECT {_COLUMNS} FROM chain
+SELECT {select} FROM chain
 """  # noqa: S608
-_SELECT_EFFECTS: Final = f"""
+        self.effects = f"""
 WITH RECURSIVE effects AS (
     SELECT m.*, ARRAY[$1::text, m.message_id] AS path FROM cqrs_messages AS m
     WHERE m.causation_id = $1 AND m.message_id <> $1
@@ -103,50 +147,12 @@ WITH RECURSIVE effects AS (
     FROM effects JOIN cqrs_messages AS m ON m.causation_id = effects.message_id
     WHERE m.message_id <> ALL (effects.path)
 )
-SELECT {_COLUMNS} FROM effects ORDER BY position
+SELECT {select} FROM effects ORDER BY position
 """  # noqa: S608
-_SELECT_RECENT: Final = """
-WITH openings AS (
-    SELECT correlation_id, recorded_at, position FROM cqrs_messages
-    WHERE opens_correlation ORDER BY position DESC LIMIT $1 + 16
-),
-firsts AS (
-    SELECT DISTINCT ON (correlation_id) correlation_id, recorded_at, position
-    FROM openings ORDER BY correlation_id, position
-)
-SELECT f.correlation_id, f.recorded_at,
-    (SELECT count(*) FROM cqrs_messages AS m WHERE m.correlation_id = f.correlation_id)
-FROM firsts AS f ORDER BY f.position DESC LIMIT $1
-"""
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
 
 
-def _values(record: MessageRecord) -> tuple[Any, ...]:
-    """One record as the 15 values of its row."""
-    return (
-        str(record.message_id),
-        record.kind,
-        record.message_type,
-        record.correlation_id,
-        record.causation_id,
-        record.requested_by,
-        record.requested_at,
-        record.recorded_at,
-        record.outcome,
-        record.error_type,
-        record.error_message,
-        record.duration_ms,
-        _dumps(
-            [
-                [h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message]
-                for h in record.handlers
-            ]
-        ),
-        _dumps(record.headers),
-        _dumps(record.payload),
-    )
+_queries = cache(_Queries)
+"""The queries of a schema version, built once."""
 
 
 class _Append:
@@ -154,12 +160,9 @@ class _Append:
 
     __slots__ = ("future", "rows")
 
-    def __init__(self, rows: list[tuple[Any, ...]], future: asyncio.Future[None]) -> None:
+    def __init__(self, rows: list[list[Any]], future: asyncio.Future[None]) -> None:
         self.rows = rows
         self.future = future
-
-
-_record = record_from_row
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -175,9 +178,7 @@ async def _migrate(conn: Any, where: str) -> int:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await conn.execute(SCHEMA_VERSION_TABLE)
-        current = int(
-            await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM cqrs_schema_version")
-        )
+        current = int(await conn.fetchval(_SCHEMA_VERSION))
         check_known(current, POSTGRES_MIGRATIONS, where)
         for migration in POSTGRES_MIGRATIONS:
             if migration.version > current:
@@ -194,6 +195,18 @@ async def _migrate(conn: Any, where: str) -> int:
     return current
 
 
+async def _check_store(conn: Any, where: str) -> int:
+    """The schema version of an existing store, read without changing anything."""
+    if not await conn.fetchval(_STORE_TABLES):
+        raise StoreOpenError(
+            f"{where} is not a message store: it has no cqrs_messages table in its "
+            "search_path (opened read-only, so nothing was created in it)"
+        )
+    version = int(await conn.fetchval(_SCHEMA_VERSION))
+    check_known(version, POSTGRES_MIGRATIONS, where)
+    return version
+
+
 class PostgresStore(MessageStore):
     """A :class:`~python_cqrs_core.store.MessageStore` in a PostgreSQL database.
 
@@ -201,33 +214,51 @@ class PostgresStore(MessageStore):
     ``url`` is shown with its password masked.
     """
 
-    def __init__(self, url: str, pool: Any) -> None:
+    def __init__(self, url: str, pool: Any, *, read_only: bool = False, version: int) -> None:
         self.url = url_without_password(url)
+        self.read_only = read_only
         self._pool = pool
+        self._queries = _queries(version)
         self._pending: list[_Append] = []
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the store (older than the library's only when it was
+        opened read-only before being migrated)."""
+        return self._queries.version
+
     @classmethod
-    async def open(cls, url: str, **pool_options: Any) -> PostgresStore:
-        """Connect a pool to ``url`` and apply the missing migrations.
+    async def open(cls, url: str, *, read_only: bool = False, **pool_options: Any) -> PostgresStore:
+        """Connect a pool to ``url`` and apply the missing migrations, or, with
+        ``read_only``, check that the store exists and change nothing (see the module
+        docs).
 
         ``pool_options`` go to :func:`asyncpg.create_pool` (``min_size`` defaults to 1,
         ``max_size`` to 10).
         """
         import asyncpg
 
-        dsn = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
+        dsn = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))  # also +asyncpg
         pool_options.setdefault("min_size", 1)
         pool_options.setdefault("max_size", 10)
+        if read_only:
+            settings = dict(pool_options.get("server_settings") or {})
+            settings["default_transaction_read_only"] = "on"
+            pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, **pool_options)
+        where = url_without_password(url)
         try:
             async with pool.acquire() as conn:
-                await _migrate(conn, url_without_password(url))
+                if read_only:
+                    version = await _check_store(conn, where)
+                else:
+                    version = await _migrate(conn, where)
         except BaseException:
             await pool.close()
             raise
-        return cls(url, pool)
+        return cls(url, pool, read_only=read_only, version=version)
 
     async def append(self, records: Sequence[MessageRecord]) -> None:
         """Store ``records`` atomically (see :meth:`MessageStore.append`).
@@ -237,10 +268,12 @@ class PostgresStore(MessageStore):
         gets its own result, and one rejected batch does not fail the others.
         """
         self._check_open()
+        self.check_writable()
         if not records:
             return
         try:
-            rows = [_values(record) for record in records]
+            values = _WRITER.values
+            rows = [values(record) for record in records]
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(f"cannot encode the batch for PostgreSQL: {exc}") from exc
         loop = asyncio.get_running_loop()
@@ -276,7 +309,7 @@ class PostgresStore(MessageStore):
                 for pending in group:
                     _settle(pending.future, None)
 
-    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: list[list[Any]]) -> None:
         import asyncpg
 
         columns = [list(column) for column in zip(*rows, strict=True)]
@@ -292,29 +325,47 @@ class PostgresStore(MessageStore):
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
         self._check_open()
-        row = await self._pool.fetchrow(_SELECT_ONE, id_text(message_id))
-        return None if row is None else _record(row)
+        queries = self._queries
+        row = await self._pool.fetchrow(queries.one, id_text(message_id))
+        return None if row is None else queries.reader.record(row)
 
     async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
-        self._check_open()
-        rows = await self._pool.fetch(_SELECT_CORRELATION, id_text(correlation_id))
-        return [_record(row) for row in rows]
+        return await self._fetch(self._queries.correlation, id_text(correlation_id))
 
     async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
-        self._check_open()
         key = id_text(message_id)
-        rows = await self._pool.fetch(_SELECT_CAUSES, key)
-        return order_chain(key, {row[1]: _record(row) for row in rows})
+        records = await self._fetch(self._queries.causes, key)
+        return order_chain(key, {str(record.message_id): record for record in records})
 
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
-        self._check_open()
-        rows = await self._pool.fetch(_SELECT_EFFECTS, id_text(message_id))
-        return [_record(row) for row in rows]
+        return await self._fetch(self._queries.effects, id_text(message_id))
 
-    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
+    async def fetch_records(
+        self, after: int, limit: int, where: RecordFilter
+    ) -> list[MessageRecord]:
+        queries = self._queries
+        sql, params = feed_query(
+            queries.reader.select, POSTGRES, queries.version, after=after, limit=limit, where=where
+        )
+        return await self._fetch(sql, *params)
+
+    async def last_position(self) -> int:
         self._check_open()
-        rows = await self._pool.fetch(_SELECT_RECENT, max(limit, 0))
-        return [(row[0], row[1], int(row[2])) for row in rows]
+        return int(await self._pool.fetchval(_LAST_POSITION))
+
+    async def fetch_correlations(
+        self, limit: int, before: int | None, where: RecordFilter
+    ) -> list[CorrelationSummary]:
+        self._check_open()
+        sql, params = summaries_query(
+            POSTGRES, self._queries.version, limit=limit, before=before, where=where
+        )
+        return [summary_from_row(row, POSTGRES) for row in await self._pool.fetch(sql, *params)]
+
+    async def _fetch(self, sql: str, *params: Any) -> list[MessageRecord]:
+        self._check_open()
+        record = self._queries.reader.record
+        return [record(row) for row in await self._pool.fetch(sql, *params)]
 
     async def close(self) -> None:
         """Finish pending writes, then close the connection pool."""

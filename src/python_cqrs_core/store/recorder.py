@@ -50,19 +50,49 @@ from typing import Any, Literal
 from ..headers import trace_headers
 from ..lifecycle import HandlerEvent
 from ..mediator import CallNext, Mediator
-from ..messages import BaseMessage, MessageKind
-from ..pii import redacted_payload
-from .base import MessageAlreadyRecordedError, MessageStore, StoreWriteError
-from .records import HandlerOutcome, MessageRecord
+from ..messages import BaseMessage, MessageKind, message_type_name
+from ..names import STORE_LOGGER, TRACING_FIELDS
+from ..pii import pii_fields
+from ..validation import validate_type_name
+from .base import MessageAlreadyRecordedError, MessageStore, ReadOnlyStoreError, StoreWriteError
+from .records import UNRECORDABLE_PAYLOAD, HandlerOutcome, MessageRecord, redact
 
 __all__ = ["Durability", "MessageRecorder"]
 
-logger = logging.getLogger("python_cqrs_core.store")
+logger = logging.getLogger(STORE_LOGGER)
 
 Durability = Literal["sync", "async"]
 
 _perf_ns = time.perf_counter_ns
 _now = datetime.now
+_TRACING_FIELDS: set[str] = set(TRACING_FIELDS)  # pydantic takes a set
+
+
+class _RecordedType:
+    """What recording needs of a message class, worked out once per class: its stable
+    type name, the payload keys of its personal data, and its serializer."""
+
+    __slots__ = ("dump", "name", "pii")
+
+    def __init__(self, cls: type[BaseMessage]) -> None:
+        self.name = message_type_name(cls)
+        fields = cls.model_fields
+        # The payload is dumped by alias (as model_validate takes it back): PII fields
+        # are named by the key they have there.
+        keys = [fields[n].serialization_alias or fields[n].alias or n for n in pii_fields(cls)]
+        self.pii = tuple(sorted(keys))
+        self.dump = cls.__pydantic_serializer__.to_python
+
+
+_TYPES: dict[type[BaseMessage], _RecordedType] = {}
+
+
+def _recorded_type(cls: type[BaseMessage]) -> _RecordedType:
+    try:
+        return _TYPES[cls]
+    except KeyError:
+        _TYPES[cls] = found = _RecordedType(cls)
+        return found
 
 
 class _Batch:
@@ -95,10 +125,19 @@ class MessageRecorder:
 
     - ``record_queries``: also record queries (off by default: reads are many and
       change nothing);
-    - ``redact_pii``: store :func:`~python_cqrs_core.redacted_payload` instead of the
-      full payload (fields marked :data:`~python_cqrs_core.PII` become ``"***"``);
+    - ``redact_pii``: store the payload with the fields marked
+      :data:`~python_cqrs_core.PII` replaced by ``"***"`` (such records say so,
+      ``payload_redacted``, and cannot be turned back into their message); without
+      it the payload is whole, and ``record.redacted_payload()`` hides the same
+      fields in any view;
     - ``durability``: ``"sync"`` (a dispatch returns after its chain is committed) or
-      ``"async"`` (written in the background; see the module documentation).
+      ``"async"`` (written in the background; see the module documentation);
+    - ``service``: the name of the service recording (``"orders"``), kept in every
+      record so that stores shared by several services tell them apart.
+
+    Each record holds the message's stable type name
+    (:func:`~python_cqrs_core.message_type_name`) and its business fields as JSON, by
+    alias (the tracing fields have columns of their own).
 
     Install it *after* a tracing middleware, so that the recorded ``traceparent`` is
     the one of the span that handles the message.  The recorder does not own the
@@ -112,10 +151,22 @@ class MessageRecorder:
         record_queries: bool = False,
         redact_pii: bool = False,
         durability: Durability = "sync",
+        service: str | None = None,
     ) -> None:
         if durability not in ("sync", "async"):
             raise ValueError(f"durability must be 'sync' or 'async', got {durability!r}")
+        if service is not None:
+            try:
+                validate_type_name(service)
+            except ValueError as exc:
+                raise ValueError(f"service {exc}, got {service!r}") from None
+        if store.read_only:
+            raise ReadOnlyStoreError(
+                f"cannot record into {store.url}: it was opened read-only "
+                "(open_store(url, read_only=True))"
+            )
         self.store = store
+        self.service = service
         self.record_queries = record_queries
         self.redact_pii = redact_pii
         self.durability: Durability = durability
@@ -211,36 +262,47 @@ class MessageRecorder:
             error_type = error_message = None
         causation = message.causation_id
         correlation = message.correlation_id  # always set once dispatched
+        recorded = _recorded_type(type(message))
+        redacted = self.redact_pii and bool(recorded.pii)
         return MessageRecord(
             message_id=message.request_id,
             kind=message.message_kind,
-            message_type=type(message).__name__,
+            message_type=recorded.name,
             correlation_id=str(message.request_id if correlation is None else correlation),
             causation_id=None if causation is None else str(causation),
             requested_by=message.requested_by,
             requested_at=message.requested_at,
             recorded_at=_now(UTC),
-            payload=self._payload(message),
+            payload=self._payload(message, recorded, redacted),
             outcome="failed" if error_type is not None else "succeeded",
             handlers=tuple(entry.handlers),
             error_type=error_type,
             error_message=error_message,
             duration_ms=duration_ms,
             headers=entry.headers,
+            service=self.service,
+            pii_fields=recorded.pii,
+            payload_redacted=redacted,
         )
 
-    def _payload(self, message: BaseMessage) -> dict[str, Any]:
+    @staticmethod
+    def _payload(message: BaseMessage, recorded: _RecordedType, redacted: bool) -> dict[str, Any]:
+        """The business fields as JSON, by alias, in round-trip mode (what
+        ``model_validate`` takes back), personal data redacted if asked."""
         try:
-            return redacted_payload(message) if self.redact_pii else message.model_dump(mode="json")
+            payload: dict[str, Any] = recorded.dump(
+                message, mode="json", exclude=_TRACING_FIELDS, by_alias=True, round_trip=True
+            )
         except Exception as exc:  # noqa: BLE001 - a field JSON cannot represent
             # Never lose the record (nor mask a handler's exception) over its payload.
             logger.warning(
                 "payload of %s %s cannot be recorded as JSON: %s",
-                type(message).__name__,
+                recorded.name,
                 message.request_id,
                 exc,
             )
-            return {"unrecordable_payload": f"{type(exc).__name__}: {exc}"}
+            return {UNRECORDABLE_PAYLOAD: f"{type(exc).__name__}: {exc}"}
+        return redact(payload, recorded.pii) if redacted else payload
 
     # -- committing ---------------------------------------------------------------------
 

@@ -3,7 +3,11 @@ and the :class:`CausationNode` trees assembled from them.
 
 A record is a plain, immutable value: every backend stores and returns the same
 fields, and :meth:`MessageRecord.to_dict` / :meth:`MessageRecord.from_dict` turn it
-into JSON and back (for ``cqrs trace --json``, exports, tests).
+into JSON and back (for ``cqrs trace --json``, exports, tests).  A record knows the
+stable type name of its message, so :meth:`MessageRecord.to_message` turns it back
+into that message through a :class:`~python_cqrs_core.registry.MessageRegistry`, and
+it knows which payload fields are personal data, so any later view can keep them
+hidden with :meth:`MessageRecord.redacted_payload`.
 
 Ids are kept as text wherever they may be opaque: ``correlation_id`` and
 ``causation_id`` are ``str`` (``str(uuid)`` for UUIDs, the string itself for an
@@ -33,29 +37,61 @@ uses it, so all of them agree on roots, orphans and cycles::
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 from uuid import UUID
 
-from ..messages import MessageKind
+from ..errors import CQRSError
+from ..messages import BaseMessage, MessageKind, message_kind
+from ..names import TRACING_FIELDS
+from ..pii import REDACTED
+from ..registry import MessageRegistry
 from ..validation import validate_correlation_id
 
 __all__ = [
+    "UNRECORDABLE_PAYLOAD",
     "CausationNode",
     "HandlerOutcome",
     "MessageRecord",
     "Outcome",
+    "RecordNotReconstructibleError",
     "assemble_trees",
     "id_text",
     "order_chain",
+    "redact",
 ]
 
 Outcome = Literal["succeeded", "failed"]
 _OUTCOMES: frozenset[str] = frozenset(("succeeded", "failed"))
 _KINDS: frozenset[str] = frozenset(("command", "query", "event"))
+_TRACING_FIELD_SET = frozenset(TRACING_FIELDS)
+
+UNRECORDABLE_PAYLOAD = "unrecordable_payload"
+"""The one key of the payload recorded for a message JSON cannot hold: its value
+says why (the record is kept, its payload is not)."""
+
+
+class RecordNotReconstructibleError(CQRSError, ValueError):
+    """A record cannot be turned back into the message it records: its payload was
+    redacted or could not be recorded, its kind does not match the registered class,
+    or its payload no longer validates as that class.  The message names the record,
+    its type and the reason."""
+
+
+def redact(payload: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``payload`` in which each field of ``names`` that holds a value is
+    :data:`~python_cqrs_core.pii.REDACTED`.
+
+    >>> redact({"email": "ada@example.com", "phone": None, "n": 2}, ("email", "phone"))
+    {'email': '***', 'phone': None, 'n': 2}
+    """
+    redacted = dict(payload)
+    for name in names:
+        if redacted.get(name) is not None:
+            redacted[name] = REDACTED
+    return redacted
 
 
 def id_text(value: UUID | str) -> str:
@@ -117,11 +153,21 @@ class HandlerOutcome:
 class MessageRecord:
     """One dispatched message as the store keeps it.
 
-    ``outcome`` is ``"failed"`` when any handler failed (or the dispatch raised before
-    a handler ran); ``error_type``/``error_message`` then describe the first failure.
-    ``handlers`` lists every handler that ran, in the order they ran.  ``position``
-    is the global recorded order, assigned by the store on :meth:`append
-    <python_cqrs_core.store.MessageStore.append>` (a value given before is ignored).
+    ``message_type`` is the stable type name of the message
+    (:func:`~python_cqrs_core.message_type_name`, e.g. ``"orders.OrderPlaced"``).
+    ``payload`` holds the message's business fields as JSON (the five tracing fields
+    have fields of their own; records written by schema 1 also hold them in the
+    payload).  ``outcome`` is ``"failed"`` when any handler failed (or the dispatch
+    raised before a handler ran); ``error_type``/``error_message`` then describe the
+    first failure.  ``handlers`` lists every handler that ran, in the order they ran.
+    ``position`` is the global recorded order, assigned by the store on
+    :meth:`append <python_cqrs_core.store.MessageStore.append>` (a value given before
+    is ignored).
+
+    ``service`` names the service that recorded it (``MessageRecorder(service=...)``),
+    ``pii_fields`` the payload fields its class declares :data:`~python_cqrs_core.PII`,
+    and ``payload_redacted`` says whether those were already replaced by ``"***"``
+    when it was recorded (``MessageRecorder(redact_pii=True)``).
     """
 
     message_id: UUID
@@ -140,6 +186,9 @@ class MessageRecord:
     duration_ms: float | None
     headers: dict[str, str]
     position: int | None = None
+    service: str | None = None
+    pii_fields: tuple[str, ...] = ()
+    payload_redacted: bool = False
 
     @property
     def handler(self) -> str | None:
@@ -153,7 +202,70 @@ class MessageRecord:
 
     @property
     def failed(self) -> bool:
+        """True when the message failed (see ``outcome``)."""
         return self.outcome == "failed"
+
+    def redacted_payload(self) -> dict[str, Any]:
+        """The payload with every :data:`~python_cqrs_core.PII` field that holds a
+        value replaced by ``"***"``: what a view shows to someone who may not see
+        personal data (a copy; the record is unchanged).
+        """
+        return redact(self.payload, self.pii_fields)
+
+    def to_message(self, registry: MessageRegistry) -> BaseMessage:
+        """The message this record records, rebuilt through ``registry``.
+
+        The class is ``registry.resolve(message_type)``; the business fields come
+        from the payload and are validated as that class; the five tracing fields come
+        from the record (a payload of schema 1 that also holds them is overruled).
+        The message is not built with its constructor, so nothing is inherited from
+        a handler or scope running now, and its correlation id, causation id and
+        ``requested_by`` count as decided: it was dispatched, and stays a root if it
+        was one::
+
+            registry = MessageRegistry([PlaceOrder, OrderPlaced])
+            for record in await store.by_correlation("req-abc-123"):
+                message = record.to_message(registry)
+
+        Raises :class:`~python_cqrs_core.registry.UnknownMessageTypeError` when the
+        registry has no class for the type name, and
+        :class:`RecordNotReconstructibleError` when the payload was redacted at
+        recording, could not be recorded at all, or does not validate as the class.
+        """
+        cls = registry.resolve(self.message_type)
+        where = f"record {self.message_id} ({self.message_type})"
+        if self.payload_redacted:
+            raise RecordNotReconstructibleError(
+                f"{where} cannot be turned back into its message: its personal data "
+                f"({', '.join(self.pii_fields)}) was redacted when it was recorded "
+                "(MessageRecorder(redact_pii=True))"
+            )
+        if self.payload.keys() == {UNRECORDABLE_PAYLOAD}:
+            raise RecordNotReconstructibleError(
+                f"{where} cannot be turned back into its message: its payload could not "
+                f"be recorded ({self.payload[UNRECORDABLE_PAYLOAD]})"
+            )
+        if message_kind(cls) != self.kind:
+            raise RecordNotReconstructibleError(
+                f"{where} records a {self.kind}, but the registered class "
+                f"{cls.__module__}.{cls.__qualname__} is a {message_kind(cls)}"
+            )
+        data = {k: v for k, v in self.payload.items() if k not in _TRACING_FIELD_SET}
+        data["request_id"] = self.message_id
+        data["correlation_id"] = self.correlation_id
+        data["causation_id"] = self.causation_id
+        data["requested_by"] = self.requested_by
+        data["requested_at"] = self.requested_at
+        # Validated in place of the constructor: BaseMessage.__init__ (which
+        # model_validate would call too) inherits ids from the running handler.
+        message = cls.__new__(cls)
+        try:
+            cls.__pydantic_validator__.validate_python(data, self_instance=message)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise RecordNotReconstructibleError(
+                f"{where} does not validate as {cls.__module__}.{cls.__qualname__}: {exc}"
+            ) from exc
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ids and datetimes as strings.
@@ -180,6 +292,9 @@ class MessageRecord:
             "headers": self.headers,
             "traceparent": self.traceparent,
             "position": self.position,
+            "service": self.service,
+            "pii_fields": list(self.pii_fields),
+            "payload_redacted": self.payload_redacted,
         }
 
     @classmethod
@@ -210,42 +325,10 @@ class MessageRecord:
             duration_ms=None if duration is None else float(duration),
             headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
             position=None if position is None else int(position),
+            service=data.get("service"),
+            pii_fields=tuple(str(name) for name in data.get("pii_fields") or ()),
+            payload_redacted=bool(data.get("payload_redacted", False)),
         )
-
-
-ROW_COLUMNS = (
-    "position, message_id, kind, message_type, correlation_id, causation_id, requested_by, "
-    "requested_at, recorded_at, outcome, error_type, error_message, duration_ms, handlers, "
-    "headers, payload"
-)
-"""The column order of a stored record, as :func:`record_from_row` reads it."""
-
-
-def record_from_row(row: Sequence[Any]) -> MessageRecord:
-    """Build a record from a database row in :data:`ROW_COLUMNS` order.
-
-    ``handlers``, ``headers`` and ``payload`` are JSON text; the two times are
-    datetimes (PostgreSQL) or ISO 8601 text (SQLite).
-    """
-    handlers = json.loads(row[13])
-    return MessageRecord(
-        message_id=UUID(row[1]),
-        kind=row[2],
-        message_type=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        requested_by=row[6],
-        requested_at=_datetime(row[7]),
-        recorded_at=_datetime(row[8]),
-        payload=json.loads(row[15]),
-        outcome=row[9],
-        handlers=tuple(HandlerOutcome(*h) for h in handlers) if handlers else (),
-        error_type=row[10],
-        error_message=row[11],
-        duration_ms=row[12],
-        headers=json.loads(row[14]),
-        position=row[0],
-    )
 
 
 def _datetime(value: datetime | str) -> datetime:

@@ -21,24 +21,31 @@ under load).
 
 Several processes may open the same file (SQLite locks it; a writer waits up to
 ``busy_timeout`` seconds, 5 by default, for another's transaction); for many processes
-or machines writing at once, use PostgreSQL.
+or machines writing at once, use PostgreSQL.  Positions are assigned under SQLite's
+write lock, so they grow in commit order even across processes.
+
+**Read-only** (``read_only=True``): the file is opened with SQLite's ``mode=ro``, on
+the reading thread only (no writer, no checkpointer), and never created, migrated or
+written.  A missing file, or one without the store's tables, is a
+:class:`~python_cqrs_core.store.StoreOpenError`; a schema older than the library's is
+read as it is.  (To read a WAL database SQLite needs its ``-wal`` and ``-shm``
+companion files, and creates them next to the database if they are missing.)
 
 >>> import asyncio, tempfile, os
 >>> async def demo(path):
 ...     store = await SQLiteStore.open(f"sqlite:///{path}")
 ...     try:
-...         return await store.recent_correlations()
+...         return await store.last_position(), await store.correlations()
 ...     finally:
 ...         await store.close()
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     asyncio.run(demo(os.path.join(tmp, "cqrs.db")))
-[]
+(0, [])
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import threading
@@ -46,93 +53,83 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Final, Literal, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 from uuid import UUID
 
-from .base import MessageStore, StoreWriteError
-from .migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
-from .records import ROW_COLUMNS, MessageRecord, id_text, order_chain, record_from_row
+from ..names import STORE_LOGGER
+from .base import MessageStore, StoreOpenError, StoreWriteError
+from .columns import SQLITE, RowReader, RowWriter
+from .feed import CorrelationSummary, RecordFilter
+from .migrations import LATEST_VERSION, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
+from .records import MessageRecord, id_text, order_chain
+from .sql import feed_query, summaries_query, summary_from_row
 
 __all__ = ["SQLiteStore", "Synchronous"]
 
-logger = logging.getLogger("python_cqrs_core.store")
+logger = logging.getLogger(STORE_LOGGER)
 
 Synchronous = Literal["normal", "full"]
 _T = TypeVar("_T")
 
-_COLUMNS: Final = ROW_COLUMNS
+_WRITER: Final = RowWriter(SQLITE)
+# The writer sends the store's own flag after the record's columns.
 _INSERT: Final = (
-    "INSERT INTO cqrs_messages (message_id, kind, message_type, correlation_id, causation_id, "
-    "requested_by, requested_at, recorded_at, outcome, error_type, error_message, duration_ms, "
-    "handlers, headers, payload, opens_correlation) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO cqrs_messages ({', '.join(_WRITER.names)}, opens_correlation) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _WRITER.names)}, ?)"
 )
+_CORRELATION: Final = _WRITER.index("correlation_id")
+_OPENS: Final = len(_WRITER.names)
 _KNOWN_CORRELATION: Final = "SELECT 1 FROM cqrs_messages WHERE correlation_id = ? LIMIT 1"
-_SELECT_ONE: Final = f"SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id = ?"  # noqa: S608
-_SELECT_CORRELATION: Final = (
-    f"SELECT {_COLUMNS} FROM cqrs_messages WHERE correlation_id = ? ORDER BY position"  # noqa: S608
-)
-# Recursive queries: UNION (not UNION ALL) drops rows already produced, so a cycle
-# in stored links ends the recursion instead of looping.
-_SELECT_CAUSES: Final = f"""
+_LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
+
+
+class _Queries:
+    """The reading SQL of one schema version (older ones lack columns)."""
+
+    def __init__(self, version: int) -> None:
+        self.reader = reader = RowReader(SQLITE, version)
+        self.version = version
+        select = reader.select
+        self.one = f"SELECT {select} FROM cqrs_messages WHERE message_id = ?"  # noqa: S608
+        self.correlation = (
+            f"SELECT {select} FROM cqrs_messages WHERE correlation_id = ? ORDER BY position"  # noqa: S608
+        )
+        # Recursive queries: UNION (not UNION ALL) drops rows already produced, so a
+        # cycle in stored links ends the recursion instead of looping.
+        self.causes = f"""
 WITH RECURSIVE chain (message_id, causation_id) AS (
     SELECT message_id, causation_id FROM cqrs_messages WHERE message_id = ?
     UNION
     SELECT m.message_id, m.causation_id
     FROM cqrs_messages AS m JOIN chain ON m.message_id = chain.causation_id
 )
-SELECT {_COLUMNS} FROM cqrs_messages WHERE message_id IN (SELECT message_id FROM chain)
+SELECT {select} FROM cqrs_messages WHERE message_id IN (SELECT message_id FROM chain)
 """  # noqa: S608
-_SELECT_EFFECTS: Final = f"""
+        self.effects = f"""
 WITH RECURSIVE effects (message_id) AS (
     SELECT message_id FROM cqrs_messages WHERE message_id = ?
     UNION
     SELECT m.message_id FROM cqrs_messages AS m JOIN effects ON m.causation_id = effects.message_id
 )
-SELECT {_COLUMNS} FROM cqrs_messages
+SELECT {select} FROM cqrs_messages
 WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> ?
 ORDER BY position
 """  # noqa: S608
-_SELECT_OPENINGS: Final = (
-    "SELECT correlation_id, recorded_at FROM cqrs_messages WHERE opens_correlation = 1 "
-    "ORDER BY position DESC LIMIT ?"
-)
-_COUNT_MESSAGES: Final = "SELECT count(*) FROM cqrs_messages WHERE correlation_id = ?"
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
-
-
-def _row(record: MessageRecord) -> tuple[Any, ...]:
-    handlers = record.handlers
-    return (
-        str(record.message_id),
-        record.kind,
-        record.message_type,
-        record.correlation_id,
-        record.causation_id,
-        record.requested_by,
-        record.requested_at.isoformat(),
-        record.recorded_at.isoformat(),
-        record.outcome,
-        record.error_type,
-        record.error_message,
-        record.duration_ms,
-        _dumps(
-            [[h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message] for h in handlers]
-        )
-        if handlers
-        else "[]",
-        _dumps(record.headers) if record.headers else "{}",
-        _dumps(record.payload),
-        0,  # opens_correlation: decided by the writer, inside the transaction
-    )
+    def fetch(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[MessageRecord]:
+        """The records of the rows ``sql`` selects."""
+        record = self.reader.record
+        return [record(row) for row in conn.execute(sql, params).fetchall()]
 
 
-_record = record_from_row
+_queries = cache(_Queries)
+"""The queries of a schema version, built once."""
 
 
 def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
@@ -158,6 +155,44 @@ def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
+
+
+def _connect_read_only(path: str, busy_timeout: float, url: str) -> tuple[sqlite3.Connection, int]:
+    """A ``mode=ro`` connection to an existing store, and its schema version."""
+    if not Path(path).is_file():
+        raise StoreOpenError(
+            f"no message store at {path} (from {url}): the file does not exist, and a "
+            "store opened read-only is never created"
+        )
+    conn = sqlite3.connect(
+        f"file:{quote(path)}?mode=ro",
+        uri=True,
+        timeout=busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        conn.execute("PRAGMA query_only=ON")
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name IN ('cqrs_messages', 'cqrs_schema_version')"
+            )
+        }
+        if len(tables) < 2:
+            raise StoreOpenError(
+                f"{url} is not a message store: {path} has no cqrs_messages table "
+                "(opened read-only, so nothing was created in it)"
+            )
+        version = int(
+            conn.execute("SELECT COALESCE(MAX(version), 0) FROM cqrs_schema_version").fetchone()[0]
+        )
+        check_known(version, SQLITE_MIGRATIONS, url)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, version
 
 
 def _migrate(conn: sqlite3.Connection, where: str) -> int:
@@ -197,7 +232,10 @@ class _Job:
         future: asyncio.Future[None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.rows = [_row(record) for record in records]
+        values = _WRITER.values
+        self.rows = [values(record) for record in records]
+        for row in self.rows:
+            row.append(0)  # opens_correlation: decided by the writer, in the transaction
         self.future = future
         self.loop = loop
 
@@ -307,18 +345,19 @@ class _Writer(threading.Thread):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         conn = self.conn
-        rows: list[tuple[Any, ...]] = []
-        first_row: dict[str, int] = {}  # correlation id -> index of its first row here
+        rows: list[list[Any]] = []
+        first_row: dict[str, list[Any]] = {}  # correlation id -> its first row here
         for job in jobs:
             for row in job.rows:
-                first_row.setdefault(row[3], len(rows))
+                row[_OPENS] = 0  # a retried job may carry a flag of a rolled-back attempt
+                first_row.setdefault(row[_CORRELATION], row)
                 rows.append(row)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Under the write lock: no other writer can open the same correlation now.
-            for correlation_id, index in first_row.items():
+            for correlation_id, row in first_row.items():
                 if conn.execute(_KNOWN_CORRELATION, (correlation_id,)).fetchone() is None:
-                    rows[index] = (*rows[index][:-1], 1)
+                    row[_OPENS] = 1
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
@@ -354,7 +393,7 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
 
 def _parse_url(url: str) -> tuple[str, Synchronous | None]:
     parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite":
+    if parts.scheme.lower().partition("+")[0] != "sqlite":  # also sqlite+aiosqlite://
         raise ValueError(f"not an sqlite:// URL: {url!r}")
     if parts.netloc:
         raise ValueError(
@@ -387,34 +426,45 @@ class SQLiteStore(MessageStore):
         self,
         url: str,
         path: str,
-        writer: _Writer,
+        writer: _Writer | None,
         reader: sqlite3.Connection,
         executor: ThreadPoolExecutor,
         synchronous: Synchronous,
+        version: int,
     ) -> None:
         self.url = url
         self.path = path
         self.synchronous = synchronous
+        self.read_only = writer is None
         self._writer = writer
         self._reader = reader
         self._executor = executor
+        self._queries = _queries(version)
         self._closed = False
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the file (older than the library's only when it was
+        opened read-only before being migrated)."""
+        return self._queries.version
 
     @classmethod
     async def open(
         cls,
         url: str,
         *,
+        read_only: bool = False,
         synchronous: Synchronous | None = None,
         busy_timeout: float = 5.0,
     ) -> SQLiteStore:
         """Open the store at ``url`` (``sqlite:///path.db``), creating the file and
-        applying migrations as needed.  ``synchronous`` (``"normal"`` or ``"full"``)
-        overrides the URL's ``?synchronous=``; see the module docs for durability."""
+        applying migrations as needed, or, with ``read_only``, opening an existing
+        store without changing anything (see the module docs).  ``synchronous``
+        (``"normal"`` or ``"full"``) overrides the URL's ``?synchronous=``."""
         path, from_url = _parse_url(url)
         mode = _synchronous(synchronous) if synchronous is not None else from_url or "normal"
         parent = Path(path).parent
-        if not parent.is_dir():
+        if not read_only and not parent.is_dir():
             raise FileNotFoundError(f"directory {str(parent)!r} of the SQLite store does not exist")
 
         def setup() -> tuple[sqlite3.Connection, ...]:
@@ -432,6 +482,11 @@ class SQLiteStore(MessageStore):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cqrs-sqlite-reader")
         loop = asyncio.get_running_loop()
         try:
+            if read_only:
+                reader, version = await loop.run_in_executor(
+                    executor, _connect_read_only, path, busy_timeout, url
+                )
+                return cls(url, path, None, reader, executor, mode, version)
             writer_conn, reader_conn, checkpoint_conn = await loop.run_in_executor(executor, setup)
         except BaseException:
             executor.shutdown(wait=False)
@@ -439,12 +494,13 @@ class SQLiteStore(MessageStore):
         checkpointer = _Checkpointer(checkpoint_conn, name=f"cqrs-sqlite-checkpoint {path}")
         writer = _Writer(writer_conn, checkpointer, name=f"cqrs-sqlite-writer {path}")
         writer.start()
-        return cls(url, path, writer, reader_conn, executor, mode)
+        return cls(url, path, writer, reader_conn, executor, mode, LATEST_VERSION)
 
     # -- writing ----------------------------------------------------------------------
 
     async def append(self, records: Sequence[MessageRecord]) -> None:
         self._check_open()
+        self.check_writable()
         if not records:
             return
         loop = asyncio.get_running_loop()
@@ -453,7 +509,7 @@ class SQLiteStore(MessageStore):
             job = _Job(records, future, loop)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(f"cannot encode the batch for SQLite: {exc}") from exc
-        self._writer.queue.put(job)
+        cast(_Writer, self._writer).queue.put(job)
         await future
 
     # -- reading ----------------------------------------------------------------------
@@ -464,58 +520,62 @@ class SQLiteStore(MessageStore):
         return await loop.run_in_executor(self._executor, query, self._reader)
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
-        key = id_text(message_id)
+        key, queries = id_text(message_id), self._queries
 
         def query(conn: sqlite3.Connection) -> MessageRecord | None:
-            row = conn.execute(_SELECT_ONE, (key,)).fetchone()
-            return None if row is None else _record(row)
+            row = conn.execute(queries.one, (key,)).fetchone()
+            return None if row is None else queries.reader.record(row)
 
         return await self._read(query)
 
     async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
-        key = id_text(correlation_id)
-        return await self._read(lambda conn: _fetch(conn, _SELECT_CORRELATION, (key,)))
+        key, queries = id_text(correlation_id), self._queries
+        return await self._read(lambda conn: queries.fetch(conn, queries.correlation, (key,)))
 
     async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
-        key = id_text(message_id)
-        rows = await self._read(lambda conn: _fetch(conn, _SELECT_CAUSES, (key,)))
+        key, queries = id_text(message_id), self._queries
+        rows = await self._read(lambda conn: queries.fetch(conn, queries.causes, (key,)))
         return order_chain(key, {str(r.message_id): r for r in rows})
 
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
-        key = id_text(message_id)
-        return await self._read(lambda conn: _fetch(conn, _SELECT_EFFECTS, (key, key)))
+        key, queries = id_text(message_id), self._queries
+        return await self._read(lambda conn: queries.fetch(conn, queries.effects, (key, key)))
 
-    async def recent_correlations(self, limit: int = 20) -> list[tuple[str, datetime, int]]:
-        def query(conn: sqlite3.Connection) -> list[tuple[str, datetime, int]]:
-            openings = conn.execute(_SELECT_OPENINGS, (max(limit, 0),)).fetchall()
-            return [
-                (
-                    cid,
-                    datetime.fromisoformat(first),
-                    conn.execute(_COUNT_MESSAGES, (cid,)).fetchone()[0],
-                )
-                for cid, first in openings
-            ]
+    async def fetch_records(
+        self, after: int, limit: int, where: RecordFilter
+    ) -> list[MessageRecord]:
+        queries = self._queries
+        sql, params = feed_query(
+            queries.reader.select, SQLITE, queries.version, after=after, limit=limit, where=where
+        )
+        return await self._read(lambda conn: queries.fetch(conn, sql, params))
 
-        return await self._read(query)
+    async def last_position(self) -> int:
+        return await self._read(lambda conn: int(conn.execute(_LAST_POSITION).fetchone()[0]))
+
+    async def fetch_correlations(
+        self, limit: int, before: int | None, where: RecordFilter
+    ) -> list[CorrelationSummary]:
+        sql, params = summaries_query(
+            SQLITE, self._queries.version, limit=limit, before=before, where=where
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [summary_from_row(row, SQLITE) for row in rows]
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Finish the queued writes, then close both connections and threads."""
+        """Finish the queued writes, then close the connections and threads."""
         if self._closed:
             return
         self._closed = True
-        self._writer.queue.put(_STOP)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._writer.join)
+        if self._writer is not None:
+            self._writer.queue.put(_STOP)
+            await loop.run_in_executor(self._executor, self._writer.join)
         await loop.run_in_executor(self._executor, self._reader.close)
         self._executor.shutdown(wait=True)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-
-
-def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[MessageRecord]:
-    return [_record(row) for row in conn.execute(sql, params).fetchall()]

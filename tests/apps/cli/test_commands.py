@@ -15,7 +15,8 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner, Result
 
-from python_cqrs_core import BaseCommand, Mediator, correlation_scope, uuid4
+from python_cqrs_core import BaseCommand, Mediator, correlation_scope, message_type_name, uuid4
+from python_cqrs_core.apps.cli import _demo, commands
 from python_cqrs_core.apps.cli._demo import DemoResult, PlaceOrder, build_shop, run_demo
 from python_cqrs_core.apps.cli.commands import app
 from python_cqrs_core.store import CausationNode, MessageRecord, MessageRecorder, open_store
@@ -92,9 +93,15 @@ def bob(demo: DemoResult) -> CausationNode:
     return next(r for r in demo.requests if r.error is not None).trees[0]
 
 
-def node(tree: CausationNode, message_type: str) -> CausationNode:
-    (found,) = [n for _, n in tree.walk() if n.record.message_type == message_type]
+def node(tree: CausationNode, class_name: str) -> CausationNode:
+    """The one node of a tree whose recorded type name ends with ``class_name``."""
+    (found,) = [n for _, n in tree.walk() if n.record.message_type.rsplit(".", 1)[-1] == class_name]
     return found
+
+
+def full(class_name: str) -> str:
+    """The stable type name the demo's message class ``class_name`` is recorded under."""
+    return message_type_name(getattr(_demo, class_name))
 
 
 def line_of(output: str, record: MessageRecord) -> str:
@@ -140,7 +147,7 @@ def test_trace_shows_the_failed_outcome_with_error_type_and_message(
     assert "5 messages, 3 failed" in result.stdout
     notify = node(bob, "NotifyCustomer").record
     line = line_of(result.stdout, notify)
-    assert line.lstrip(" │├└─").startswith("✗ command NotifyCustomer")
+    assert line.lstrip(" │├└─").startswith(f"✗ command {full('NotifyCustomer')}")
     assert line.endswith(f"  {notify.error_type}: {notify.error_message}")
     event_line = line_of(result.stdout, node(bob, "OrderPlaced").record)
     assert "ReserveInventoryWhenOrderPlaced, NotifyCustomerWhenOrderPlaced ✗" in event_line
@@ -155,7 +162,8 @@ def test_trace_prints_every_root_of_a_correlation_id(url: str, demo: DemoResult)
     assert "12 messages, 0 failed, 2 roots" in result.stdout
     trees = run(stored(url, "build_causation_tree", SHARED_CHECKOUT))
     assert len(trees) == 2
-    roots = [line for line in result.stdout.splitlines() if line.startswith("✓ command PlaceOrder")]
+    root_line = f"✓ command {full('PlaceOrder')}"
+    roots = [line for line in result.stdout.splitlines() if line.startswith(root_line)]
     assert [line.split()[3] for line in roots] == [t.record.message_id.hex[:8] for t in trees]
 
 
@@ -289,7 +297,7 @@ def test_show_prints_the_payload_handlers_and_ids_of_one_message(
 
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith(f"command NotifyCustomer {notify.message_id}\n")
+    assert out.startswith(f"command {full('NotifyCustomer')} {notify.message_id}\n")
     assert f"✗ failed: SmsGatewayError: {notify.error_message}" in out
     assert "✗ NotifyCustomerHandler" in out
     assert notify.correlation_id in out
@@ -353,7 +361,9 @@ def test_effects_prints_everything_a_message_caused_as_a_tree_under_it(
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"5 messages caused by command PlaceOrder {alice.record.message_id.hex[:8]}"
+    assert lines[0] == (
+        f"5 messages caused by command {full('PlaceOrder')} {alice.record.message_id.hex[:8]}"
+    )
     for line, (depth, n) in zip(lines[1:], alice.walk(), strict=True):
         assert line[4 * depth :].startswith(f"✓ {n.record.kind} {n.record.message_type} ")
 
@@ -366,7 +376,7 @@ def test_effects_json_is_what_the_store_traces(url: str, bob: CausationNode) -> 
     expected = run(stored(url, "trace_effects", event.message_id))
     assert [MessageRecord.from_dict(d) for d in json.loads(result.stdout)] == expected
     assert [r.message_type for r in expected] == [
-        "ReserveInventory", "InventoryReserved", "NotifyCustomer"
+        full("ReserveInventory"), full("InventoryReserved"), full("NotifyCustomer")
     ]  # fmt: skip
 
 
@@ -378,8 +388,14 @@ def test_causes_prints_the_chain_from_the_root_down_to_the_message(
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "3 messages from the root PlaceOrder to NotifyCustomer"
-    chain = ["✗ command PlaceOrder", "✗ event OrderPlaced", "✗ command NotifyCustomer"]
+    assert lines[0] == (
+        f"3 messages from the root {full('PlaceOrder')} to {full('NotifyCustomer')}"
+    )
+    chain = [
+        f"✗ command {full('PlaceOrder')}",
+        f"✗ event {full('OrderPlaced')}",
+        f"✗ command {full('NotifyCustomer')}",
+    ]
     for depth, (line, start) in enumerate(zip(lines[1:], chain, strict=True)):
         assert line[4 * depth :].startswith(start)
 
@@ -413,10 +429,11 @@ def test_list_json_is_what_the_store_reports(url: str, demo: DemoResult) -> None
     result = cqrs("list", "--store", url, "--json", "--limit", "2")
 
     assert result.exit_code == 0, result.output
-    expected = run(stored(url, "recent_correlations", 2))
-    assert json.loads(result.stdout) == [
-        {"correlation_id": cid, "first_recorded_at": first.isoformat(), "count": count}
-        for cid, first, count in expected
+    expected = run(stored(url, "correlations", 2))
+    assert json.loads(result.stdout) == [summary.to_dict() for summary in expected]
+    assert [summary["correlation_id"] for summary in json.loads(result.stdout)] == [
+        ORPHAN_CORRELATION,
+        SHARED_CHECKOUT,
     ]
 
 
@@ -463,6 +480,46 @@ def test_a_missing_sqlite_store_is_reported_and_not_created(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: no message store at {missing}")
     assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["trace", SHARED_CHECKOUT],
+        ["trace", SHARED_CHECKOUT, "--flat"],
+        ["show", str(UUID(int=7))],
+        ["effects", str(UUID(int=7))],
+        ["causes", str(UUID(int=7))],
+    ],
+    ids=" ".join,
+)
+def test_reading_commands_open_the_store_read_only(
+    url: str, demo: DemoResult, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    opened: list[dict[str, Any]] = []
+    real_open_store = commands.open_store
+
+    async def spy(store_url: str, **options: Any) -> Any:
+        opened.append(options)
+        return await real_open_store(store_url, **options)
+
+    monkeypatch.setattr(commands, "open_store", spy)
+    cqrs(*command, "--store", url)
+    assert opened == [{"read_only": True}]
+
+
+def test_demo_opens_the_store_for_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[dict[str, Any]] = []
+    real_open_store = commands.open_store
+
+    async def spy(store_url: str, **options: Any) -> Any:
+        opened.append(options)
+        return await real_open_store(store_url, **options)
+
+    monkeypatch.setattr(commands, "open_store", spy)
+    assert cqrs("demo", "--store", "memory://").exit_code == 0
+    assert opened == [{"read_only": False}]
 
 
 def test_an_unknown_store_scheme_exits_2_with_the_schemes_it_knows() -> None:

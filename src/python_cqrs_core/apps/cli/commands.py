@@ -12,8 +12,9 @@ Installed with the ``cli`` extra (``pip install "python-cqrs-core[cli]"``)::
 
 Every reading command takes ``--store URL`` and ``--json`` (machine-readable output on
 stdout and nothing else).  The store is ``--store``, else the ``CQRS_STORE_URL``
-environment variable, else ``sqlite:///cqrs.db`` in the current directory.  A missing
-SQLite file is reported, never silently created by a reading command.
+environment variable, else ``sqlite:///cqrs.db`` in the current directory.  Reading
+commands open the store read-only: a missing store is reported, never created or
+migrated by them.
 
 Exit codes: ``0`` success, ``1`` nothing found (unknown id, missing store, store
 unreachable), ``2`` invalid input (malformed id or URL, unknown option).  User errors
@@ -148,19 +149,19 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 async def _open_existing(url: str) -> MessageStore:
-    """Open the store for reading; a missing SQLite file is an error, not a new store."""
+    """Open the store read-only; a missing SQLite file is an error, not a new store."""
     path = _sqlite_path(url)
     if path is not None and not path.exists():
         raise CliError(
             f"no message store at {path} (from {url}); run `cqrs demo` to create one, "
             f"or pass --store / set {STORE_URL_ENV}"
         )
-    return await _open(url)
+    return await _open(url, read_only=True)
 
 
-async def _open(url: str) -> MessageStore:
+async def _open(url: str, *, read_only: bool = False) -> MessageStore:
     try:
-        return await open_store(url)
+        return await open_store(url, read_only=read_only)
     except ValueError as exc:
         raise CliError(f"invalid store URL {url!r}: {exc}", exit_code=2) from None
     except StoreOpenError as exc:
@@ -624,17 +625,12 @@ def list_correlations(
     ] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List the recent correlation ids with their message counts."""
+    """List the recent correlation ids with their outcome and message counts."""
 
     async def action(message_store: MessageStore, url: str) -> None:
-        recent = await message_store.recent_correlations(limit)
+        recent = await message_store.correlations(limit)
         if as_json:
-            _print_json(
-                [
-                    {"correlation_id": cid, "first_recorded_at": first.isoformat(), "count": count}
-                    for cid, first, count in recent
-                ]
-            )
+            _print_json([summary.to_dict() for summary in recent])
             return
         console = _stdout()
         if not recent:
@@ -643,9 +639,15 @@ def list_correlations(
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("correlation id")
         table.add_column("first recorded")
+        table.add_column("outcome")
         table.add_column("messages", justify="right")
-        for cid, first, count in recent:
-            table.add_row(cid, _timestamp(first), str(count))
+        for summary in recent:
+            table.add_row(
+                summary.correlation_id,
+                _timestamp(summary.first_recorded_at),
+                Text(summary.outcome, style="red" if summary.failed else "green"),
+                str(summary.message_count),
+            )
         console.print(table)
 
     with _user_errors():

@@ -1,0 +1,290 @@
+"""The columns of ``cqrs_messages``, defined once for both SQL backends.
+
+:data:`COLUMNS` lists every column with the kind of value it holds (a
+:class:`Codec`) and the schema version that added it.  From that one table come:
+
+- what the SQLite and PostgreSQL stores *write*: the ``INSERT`` column list, the
+  parameters, and each record's values, encoded (:class:`RowWriter`);
+- what they *read*: the ``SELECT`` list and the row-to-record conversion
+  (:class:`RowReader`).  A reader is made for the schema version of the store it
+  reads, and a column that version lacks reads as the column's default, so a store
+  opened read-only before it was migrated still reads.
+
+Adding a column is therefore one line here, one field of
+:class:`~python_cqrs_core.store.MessageRecord`, and a migration
+(:mod:`python_cqrs_core.store.migrations`) that creates it::
+
+    Column("tenant", TEXT, since=3),
+
+>>> reader = RowReader(SQLITE, version=1)
+>>> reader.select.split(", ")[-3:]
+['NULL AS service', 'NULL AS pii_fields', 'NULL AS payload_redacted']
+>>> RowWriter(POSTGRES).names[-3:]
+('service', 'pii_fields', 'payload_redacted')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any, Final, Literal
+from uuid import UUID
+
+from .records import HandlerOutcome, MessageRecord
+
+__all__ = [
+    "COLUMNS",
+    "FLAG",
+    "HANDLERS",
+    "ID",
+    "INTEGER",
+    "JSON",
+    "NAMES",
+    "POSTGRES",
+    "REAL",
+    "RECORD_COLUMNS",
+    "SQLITE",
+    "TEXT",
+    "TIME",
+    "Codec",
+    "Column",
+    "Dialect",
+    "RowReader",
+    "RowWriter",
+]
+
+Dialect = Literal["sqlite", "postgres"]
+SQLITE: Final = "sqlite"
+POSTGRES: Final = "postgres"
+
+Convert = Callable[[Any], Any]
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """How one kind of value is stored by each backend.
+
+    A conversion left ``None`` means the driver takes (and returns) the Python value
+    as it is.  ``postgres_type`` is the element type of the array in which PostgreSQL
+    receives a batch of values (``unnest``); ``postgres_cast`` the type it is cast to
+    on insert (and read back from as ``text``), for values sent as JSON text.
+    """
+
+    name: str
+    to_sqlite: Convert | None = None
+    from_sqlite: Convert | None = None
+    to_postgres: Convert | None = None
+    from_postgres: Convert | None = None
+    postgres_type: str = "text"
+    postgres_cast: str | None = None
+
+    def encoder(self, dialect: Dialect) -> Convert | None:
+        """The conversion of a record's value into what ``dialect`` stores."""
+        return self.to_sqlite if dialect == SQLITE else self.to_postgres
+
+    def decoder(self, dialect: Dialect) -> Convert | None:
+        """The conversion of what ``dialect`` returns into the record's value."""
+        return self.from_sqlite if dialect == SQLITE else self.from_postgres
+
+
+def _utc_text(moment: datetime) -> str:
+    # One offset for every stored time, so that SQLite's text comparisons (the time
+    # range filters, min/max in summaries) order them as instants.
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()
+
+
+def _handlers_json(handlers: tuple[HandlerOutcome, ...]) -> str:
+    if not handlers:
+        return "[]"
+    return _dumps(
+        [[h.handler, h.outcome, h.duration_ms, h.error_type, h.error_message] for h in handlers]
+    )
+
+
+def _handlers(text: str) -> tuple[HandlerOutcome, ...]:
+    rows = _loads(text)
+    return tuple(HandlerOutcome(*row) for row in rows) if rows else ()
+
+
+def _object_json(value: dict[str, Any]) -> str:
+    return _dumps(value) if value else "{}"
+
+
+def _names_json(names: tuple[str, ...]) -> str:
+    return _dumps(names) if names else "[]"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(_loads(text)) if text != "[]" else ()
+
+
+TEXT: Final = Codec("text")
+"""Text (and ``None``), as is."""
+REAL: Final = Codec("real", postgres_type="float8")
+"""A float (and ``None``), as is."""
+INTEGER: Final = Codec("integer", postgres_type="bigint")
+"""A whole number, as is."""
+FLAG: Final = Codec("flag", from_sqlite=bool, postgres_type="boolean")
+"""A bool: 0 or 1 in SQLite, ``boolean`` in PostgreSQL."""
+ID: Final = Codec("id", to_sqlite=str, from_sqlite=UUID, to_postgres=str, from_postgres=UUID)
+"""A :class:`~uuid.UUID`, stored as its canonical text."""
+TIME: Final = Codec(
+    "time", to_sqlite=_utc_text, from_sqlite=datetime.fromisoformat, postgres_type="timestamptz"
+)
+"""An aware datetime: ISO 8601 text in UTC in SQLite, ``timestamptz`` in PostgreSQL."""
+JSON: Final = Codec(
+    "json",
+    to_sqlite=_object_json,
+    from_sqlite=_loads,
+    to_postgres=_object_json,
+    from_postgres=_loads,
+    postgres_cast="jsonb",
+)
+"""A JSON object (a dict): text in SQLite, ``jsonb`` in PostgreSQL."""
+HANDLERS: Final = Codec(
+    "handlers",
+    to_sqlite=_handlers_json,
+    from_sqlite=_handlers,
+    to_postgres=_handlers_json,
+    from_postgres=_handlers,
+    postgres_cast="jsonb",
+)
+"""Handler outcomes, as a JSON list of ``[handler, outcome, duration_ms, error_type,
+error_message]`` lists."""
+NAMES: Final = Codec(
+    "names",
+    to_sqlite=_names_json,
+    from_sqlite=_names,
+    to_postgres=_names_json,
+    from_postgres=_names,
+    postgres_cast="jsonb",
+)
+"""A tuple of names, as a JSON list of strings."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of ``cqrs_messages``.
+
+    A column holds the :class:`~python_cqrs_core.store.MessageRecord` field of the
+    same name, unless ``in_record`` is false (a column of the store's own, such as
+    ``opens_correlation``).  ``since`` is the schema version that added it: a store
+    of an older version lacks it, and its records read ``default`` there.
+    ``generated`` columns are assigned by the database and never written.
+    """
+
+    name: str
+    codec: Codec
+    since: int = 1
+    default: Any = None
+    generated: bool = False
+    in_record: bool = True
+
+
+COLUMNS: Final[tuple[Column, ...]] = (
+    Column("position", INTEGER, generated=True),
+    Column("message_id", ID),
+    Column("kind", TEXT),
+    Column("message_type", TEXT),
+    Column("correlation_id", TEXT),
+    Column("causation_id", TEXT),
+    Column("requested_by", TEXT),
+    Column("requested_at", TIME),
+    Column("recorded_at", TIME),
+    Column("outcome", TEXT),
+    Column("error_type", TEXT),
+    Column("error_message", TEXT),
+    Column("duration_ms", REAL),
+    Column("handlers", HANDLERS),
+    Column("headers", JSON),
+    Column("payload", JSON),
+    Column("opens_correlation", FLAG, in_record=False),
+    Column("service", TEXT, since=2),
+    Column("pii_fields", NAMES, since=2, default=()),
+    Column("payload_redacted", FLAG, since=2, default=False),
+)
+"""Every column, in the order the migrations create them."""
+
+_BY_FIELD = {column.name: column for column in COLUMNS if column.in_record}
+RECORD_COLUMNS: Final = tuple(_BY_FIELD[f.name] for f in fields(MessageRecord))
+"""The columns holding record fields, in the order of MessageRecord's fields: a row
+read in this order is the record's positional arguments.  (A field without a column
+fails here, at import.)"""
+
+
+def _constant(value: Any) -> Convert:
+    return lambda _: value
+
+
+class RowReader:
+    """Reads records out of one backend's rows, for one schema version.
+
+    ``select`` is the ``SELECT`` list (use it as ``SELECT {reader.select} FROM
+    cqrs_messages ...``); :meth:`record` turns a row of it into a record.
+    """
+
+    __slots__ = ("_conversions", "select", "version")
+
+    def __init__(self, dialect: Dialect, version: int) -> None:
+        self.version = version
+        expressions: list[str] = []
+        conversions: list[tuple[int, Convert]] = []
+        for index, column in enumerate(RECORD_COLUMNS):
+            if column.since > version:
+                expressions.append(f"NULL AS {column.name}")
+                conversions.append((index, _constant(column.default)))
+                continue
+            cast = dialect == POSTGRES and column.codec.postgres_cast is not None
+            expressions.append(f"{column.name}::text" if cast else column.name)
+            decode = column.codec.decoder(dialect)
+            if decode is not None:
+                conversions.append((index, decode))
+        self.select = ", ".join(expressions)
+        self._conversions = tuple(conversions)
+
+    def record(self, row: Sequence[Any]) -> MessageRecord:
+        """The record of one row of :attr:`select`."""
+        values = list(row)
+        for index, convert in self._conversions:
+            values[index] = convert(values[index])
+        return MessageRecord(*values)
+
+
+class RowWriter:
+    """Encodes records into the values one backend stores (the latest schema).
+
+    ``names`` are the columns written, in the order of :meth:`values`; the store's
+    own columns (``opens_correlation``) and generated ones (``position``) are not
+    among them: each backend decides those itself.
+    """
+
+    __slots__ = ("_conversions", "_get", "columns", "names")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.columns = tuple(c for c in RECORD_COLUMNS if not c.generated)
+        self.names = tuple(column.name for column in self.columns)
+        self._get = attrgetter(*self.names)
+        self._conversions = tuple(
+            (index, encode)
+            for index, column in enumerate(self.columns)
+            if (encode := column.codec.encoder(dialect)) is not None
+        )
+
+    def index(self, name: str) -> int:
+        """The position of column ``name`` in :meth:`values`."""
+        return self.names.index(name)
+
+    def values(self, record: MessageRecord) -> list[Any]:
+        """``record`` as the values of :attr:`names` (a fresh list: append to it)."""
+        values = list(self._get(record))
+        for index, convert in self._conversions:
+            values[index] = convert(values[index])
+        return values
