@@ -34,11 +34,15 @@ payload fields declared personal data, ``[]`` before) and ``payload_redacted``
 :meth:`~python_cqrs_core.store.MessageStore.read` and
 :meth:`~python_cqrs_core.store.MessageStore.correlations`:
 
-- ``(requested_by, position)``: ``requested_by=``, one user's records in order;
+- ``(requested_by, position) WHERE requested_by IS NOT NULL``: ``requested_by=``,
+  one user's records in order;
 - ``(message_type, position)``: ``message_type=``;
 - ``(position) WHERE outcome = 'failed'``: ``outcome="failed"`` (holds failures only);
 - ``(recorded_at)``: ``since=`` / ``until=``;
-- ``(service, position)``: ``service=``.
+- ``(service, position) WHERE service IS NOT NULL``: ``service=``.
+
+The partial indexes hold only the records that can match: a store whose recorder names
+no service (the default) pays nothing for the service index.
 
 Each key grows with ``position`` (or time) within its first column's value, so an
 append writes at the right-hand edge of a few hot pages instead of at random places
@@ -123,12 +127,14 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE cqrs_messages ADD COLUMN service TEXT",
             "ALTER TABLE cqrs_messages ADD COLUMN pii_fields TEXT NOT NULL DEFAULT '[]'",
             "ALTER TABLE cqrs_messages ADD COLUMN payload_redacted INTEGER NOT NULL DEFAULT 0",
-            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position)",
+            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position) "
+            "WHERE requested_by IS NOT NULL",
             "CREATE INDEX cqrs_messages_type ON cqrs_messages (message_type, position)",
             "CREATE INDEX cqrs_messages_failed ON cqrs_messages (position) "
             "WHERE outcome = 'failed'",
             "CREATE INDEX cqrs_messages_recorded_at ON cqrs_messages (recorded_at)",
-            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position)",
+            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position) "
+            "WHERE service IS NOT NULL",
         ),
     ),
 )
@@ -172,12 +178,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE cqrs_messages ADD COLUMN service TEXT, "
             "ADD COLUMN pii_fields JSONB NOT NULL DEFAULT '[]'::jsonb, "
             "ADD COLUMN payload_redacted BOOLEAN NOT NULL DEFAULT FALSE",
-            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position)",
+            "CREATE INDEX cqrs_messages_requested_by ON cqrs_messages (requested_by, position) "
+            "WHERE requested_by IS NOT NULL",
             "CREATE INDEX cqrs_messages_type ON cqrs_messages (message_type, position)",
             "CREATE INDEX cqrs_messages_failed ON cqrs_messages (position) "
             "WHERE outcome = 'failed'",
             "CREATE INDEX cqrs_messages_recorded_at ON cqrs_messages (recorded_at)",
-            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position)",
+            "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position) "
+            "WHERE service IS NOT NULL",
         ),
     ),
 )
