@@ -214,7 +214,15 @@ class MessageStore(ABC):
         and ``since``/``until`` on ``recorded_at`` (``since`` included, ``until``
         excluded; timezone-aware).  A bad value is a :class:`ValueError` naming it.
         """
-        where = RecordFilter(requested_by, message_type, outcome, kind, service, since, until)
+        where = RecordFilter(
+            requested_by=requested_by,
+            message_type=message_type,
+            outcome=outcome,
+            kind=kind,
+            service=service,
+            since=since,
+            until=until,
+        )
         return await self.fetch_records(check_after(after), check_limit(limit), where)
 
     @abstractmethod
@@ -255,7 +263,15 @@ class MessageStore(ABC):
         ``"failed"`` if any of its records failed.  Every backend computes a page in
         one query, whatever ``limit`` is.
         """
-        where = RecordFilter(requested_by, message_type, outcome, kind, service, since, until)
+        where = RecordFilter(
+            requested_by=requested_by,
+            message_type=message_type,
+            outcome=outcome,
+            kind=kind,
+            service=service,
+            since=since,
+            until=until,
+        )
         return await self.fetch_correlations(check_limit(limit), check_before(before), where)
 
     @abstractmethod
