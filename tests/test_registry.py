@@ -105,6 +105,7 @@ def test_discover_skips_the_library_bases():
         pass
 
     registry = MessageRegistry()
-    registry.discover(PaginatedQuery)
-    assert list(registry) == [ListOrders]
+    found = registry.discover(PaginatedQuery)
+    assert ListOrders in found  # (other tests' PaginatedQuery subclasses may be found too)
     assert not {BaseCommand, PaginatedQuery} & set(registry)
+    assert all(cls.__module__ != "python_cqrs_core.messages" for cls in found)

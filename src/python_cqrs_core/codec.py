@@ -494,9 +494,10 @@ def _build_message(
     copied) and the five ``tracing`` fields, which are all marked as set.
 
     The tracing fields are validated with the message's own rules; ``sources`` names
-    the header or attribute each came from, for the error.  ``model_validate``, not
-    the constructor: a message decoded inside a handler must not inherit that
-    handler's ids.
+    the header or attribute each came from, for the error.  All five are given, so
+    they are all decided: a message decoded inside a handler inherits none of that
+    handler's ids (``model_validate`` runs the message's ``__init__``, whose
+    inheritance fills only fields the data leaves out).
     """
     if not _TRACING_FIELD_SET.isdisjoint(data):
         name = min(_TRACING_FIELD_SET.intersection(data))
