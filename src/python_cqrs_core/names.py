@@ -172,3 +172,9 @@ AUDIT_CORRELATION_ID: Final = "audit.correlation_id"
 AUDIT_RESULT: Final = "audit.result"
 AUDIT_PAYLOAD: Final = "audit.payload"
 AUDIT_ERROR_TYPE: Final = "audit.error_type"
+
+# -- OpenTelemetry exception events (semantic conventions) -----------------------------------
+EXCEPTION_EVENT: Final = "exception"
+ATTR_EXCEPTION_TYPE: Final = "exception.type"
+ATTR_EXCEPTION_MESSAGE: Final = "exception.message"
+ATTR_EXCEPTION_STACKTRACE: Final = "exception.stacktrace"

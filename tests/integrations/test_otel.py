@@ -1005,3 +1005,36 @@ def test_the_no_sdk_shortcut_records_spans_once_a_global_provider_is_set_later()
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+async def test_an_exception_whose_str_raises_reaches_the_caller_unchanged_and_is_recorded(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    bus = Mediator()
+    instrument(bus, provider)
+    error = UnprintableError()
+
+    async def place(command: PlaceOrder) -> int:
+        raise error
+
+    bus.register(PlaceOrder, place)
+    with pytest.raises(UnprintableError) as raised:
+        await bus.send(PlaceOrder(sku="A-1"))
+    assert raised.value is error
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2  # the message span and its handler span, both ended
+    placeholder = "<unprintable UnprintableError: its __str__ raised RuntimeError>"
+    for span in spans:
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == f"UnprintableError: {placeholder}"
+        [event] = [e for e in span.events if e.name == "exception"]
+        assert event.attributes is not None
+        assert event.attributes["exception.message"] == placeholder
+        assert span.attributes is not None and span.attributes["error.type"].endswith(
+            "UnprintableError"
+        )

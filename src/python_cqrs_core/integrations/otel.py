@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import traceback
 import weakref
 from collections.abc import Awaitable, Iterator, Mapping
 from contextvars import ContextVar
@@ -68,7 +69,7 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import names
 from .._version import __version__
-from ..errors import CQRSError
+from ..errors import CQRSError, exception_message
 from ..mediator import CallNext, HandlerMiddleware, Mediator, Middleware
 from ..messages import BaseMessage, TracingFields, tracing_fields
 from ..pii import redacted_payload
@@ -166,9 +167,25 @@ def error_type(exc: BaseException) -> str:
 
 
 def _fail(span: Span, exc: Exception) -> None:
-    """Mark ``span`` as failed by ``exc``: ERROR status, the exception, ``error.type``."""
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    """Mark ``span`` as failed by ``exc``: ERROR status, the exception, ``error.type``.
+
+    An exception whose ``__str__`` raises must reach the caller as it is, not be
+    replaced by the SDK's failure to describe it: its text is a placeholder then
+    (:func:`~python_cqrs_core.errors.exception_message`).
+    """
+    message = exception_message(exc)
+    try:
+        span.record_exception(exc)
+    except Exception:  # noqa: BLE001 - the SDK called str(exc), which raised
+        span.add_event(
+            names.EXCEPTION_EVENT,
+            {
+                names.ATTR_EXCEPTION_TYPE: error_type(exc),
+                names.ATTR_EXCEPTION_MESSAGE: message,
+                names.ATTR_EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exc)),
+            },
+        )
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
     span.set_attribute(names.ATTR_ERROR_TYPE, error_type(exc))
 
 
