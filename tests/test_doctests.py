@@ -24,6 +24,7 @@ CORE_MODULES = [
     "python_cqrs_core.pii",
     "python_cqrs_core.propagation",
     "python_cqrs_core.registry",
+    "python_cqrs_core.transports.routing",
     "python_cqrs_core.validation",
     "python_cqrs_core",  # last: its re-exports were collected from their own modules
 ]

@@ -7,5 +7,6 @@ client only there.
 """
 
 from .base import DeadLetter, Delivery, Inbox, Transport, TransportError
+from .routing import Routes
 
-__all__ = ["DeadLetter", "Delivery", "Inbox", "Transport", "TransportError"]
+__all__ = ["DeadLetter", "Delivery", "Inbox", "Routes", "Transport", "TransportError"]
