@@ -108,6 +108,8 @@ ATTR_MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
 ATTR_MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
 ATTR_MESSAGING_CONSUMER_GROUP: Final = "messaging.consumer.group.name"
 ATTR_MESSAGING_BATCH_COUNT: Final = "messaging.batch.message_count"
+ATTR_MESSAGING_CLIENT_ID: Final = "messaging.client.id"
+"""The consumer's name within its group (a consumer of a broker transport)."""
 MESSAGING_SYSTEM_VALUE: Final = "python-cqrs-core"
 
 SPAN_PROCESS: Final = "process"
@@ -160,6 +162,8 @@ EVENT_OUTBOX_PUBLISHED: Final = "outbox.published"
 EVENT_OUTBOX_FAILED: Final = "outbox.failed"
 EVENT_MESSAGE_ACKED: Final = "message.acked"
 EVENT_MESSAGE_DLQ: Final = "message.dlq"
+EVENT_MESSAGE_RETRIED: Final = "message.retried"
+"""A consumer gave a delivery back to its broker, to be delivered again after a delay."""
 
 # -- audit events (the guide's AUDIT_EVENT_SCHEMA keys) ---------------------------------------
 AUDIT_ACTION: Final = "audit.action"
