@@ -81,6 +81,8 @@ __all__ = [
     "context_from_headers",
     "error_type",
     "instrument",
+    "messaging_attributes",
+    "publishing",
     "uninstrument",
 ]
 
@@ -90,6 +92,11 @@ _TRACING_FIELDS: Final = frozenset(BaseMessage.model_fields)
 # Set by TracingMiddleware.consume: the next message handled here came from a store
 # or broker, so its span is a CONSUMER span.
 _consuming: ContextVar[bool] = ContextVar("cqrs_otel_consuming", default=False)
+# Set with it by a broker consumer: the messaging attributes of that CONSUMER span
+# (the broker, the destination, the consumer group), which replace the defaults.
+_consumer_attributes: ContextVar[Mapping[str, AttributeValue] | None] = ContextVar(
+    "cqrs_otel_consumer_attributes", default=None
+)
 
 # What instrument() installed on each bus (weak: a bus that is dropped is forgotten).
 _installed: weakref.WeakKeyDictionary[Mediator, tuple[Middleware | HandlerMiddleware, ...]] = (
@@ -291,7 +298,11 @@ class TracingMiddleware:
 
     @staticmethod
     @contextlib.contextmanager
-    def consume(headers: Mapping[str, str]) -> Iterator[None]:
+    def consume(
+        headers: Mapping[str, str],
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> Iterator[None]:
         """Handle the next message as one received from a store or broker.
 
         Inside the block, the current context is the one carried by ``headers`` (see
@@ -303,27 +314,43 @@ class TracingMiddleware:
 
             with TracingMiddleware.consume(record.headers):
                 await bus.process(record.to_message(registry))
+
+        A broker consumer passes the ``attributes`` of the delivery (see
+        :func:`messaging_attributes`: the broker, the destination, the consumer
+        group); they are set on the ``CONSUMER`` span over the defaults.
         """
         token = otel_context.attach(context_from_headers(headers))
         flag = _consuming.set(True)
+        extra = _consumer_attributes.set(attributes)
         try:
             yield
         finally:
+            _consumer_attributes.reset(extra)
             _consuming.reset(flag)
             otel_context.detach(token)
 
     async def _consume(self, message: BaseMessage, call_next: CallNext, span_name: str) -> Any:
         flag = _consuming.set(False)  # what it causes is dispatched in-process
+        extra = _consumer_attributes.set(None)
         try:
             span = self._tracer.start_span(span_name, kind=SpanKind.CONSUMER)
-            return await self._handle_in(span, message, call_next)
+            return await self._handle_in(span, message, call_next, extra.old_value)
         finally:
+            _consumer_attributes.reset(extra)
             _consuming.reset(flag)
 
-    async def _handle_in(self, span: Span, message: BaseMessage, call_next: CallNext) -> Any:
+    async def _handle_in(
+        self,
+        span: Span,
+        message: BaseMessage,
+        call_next: CallNext,
+        extra: object = None,
+    ) -> Any:
         fields = tracing_fields(message)
         if span.is_recording():
             span.set_attributes(self._message_attributes(message, fields))
+            if isinstance(extra, Mapping):
+                span.set_attributes(extra)
         ctx = baggage.set_baggage(names.BAGGAGE_CORRELATION_ID, fields.correlation_id)
         token = otel_context.attach(trace.set_span_in_context(span, ctx))
         try:
@@ -406,6 +433,101 @@ class TracingMiddleware:
                 if name not in _TRACING_FIELDS and value is not None:
                     attributes[names.ATTR_CQRS_PAYLOAD_PREFIX + name] = _attribute_value(value)
         return attributes
+
+
+def messaging_attributes(
+    *,
+    system: str,
+    destination: str,
+    operation: str,
+    message: BaseMessage,
+    consumer_group: str | None = None,
+    client_id: str | None = None,
+) -> dict[str, AttributeValue]:
+    """The OpenTelemetry messaging attributes of a message that crosses a broker.
+
+    ``system`` is the transport (``"redis"``), ``destination`` the stream, queue or
+    subject, ``operation`` the operation type (``"publish"`` or ``"process"``); the
+    message id is the message's ``request_id`` and the conversation id its
+    correlation id, so a trace backend groups a whole chain::
+
+        >>> from python_cqrs_core import BaseEvent
+        >>> class Shipped(BaseEvent):
+        ...     pass
+        >>> attributes = messaging_attributes(
+        ...     system="redis", destination="orders.events", operation="process",
+        ...     message=Shipped(correlation_id="req-1"), consumer_group="billing")
+        >>> attributes["messaging.destination.name"], attributes["messaging.consumer.group.name"]
+        ('orders.events', 'billing')
+        >>> attributes["messaging.message.conversation_id"]
+        'req-1'
+    """
+    fields = tracing_fields(message)
+    attributes: dict[str, AttributeValue] = {
+        names.ATTR_MESSAGING_SYSTEM: system,
+        names.ATTR_MESSAGING_DESTINATION_NAME: destination,
+        names.ATTR_MESSAGING_OPERATION_TYPE: operation,
+        names.ATTR_MESSAGING_OPERATION_NAME: operation,
+        names.ATTR_MESSAGING_MESSAGE_ID: fields.request_id,
+        names.ATTR_MESSAGING_CONVERSATION_ID: fields.correlation_id,
+    }
+    if consumer_group is not None:
+        attributes[names.ATTR_MESSAGING_CONSUMER_GROUP] = consumer_group
+    if client_id is not None:
+        attributes[names.ATTR_MESSAGING_CLIENT_ID] = client_id
+    return attributes
+
+
+@contextlib.contextmanager
+def publishing(
+    message: BaseMessage,
+    *,
+    system: str,
+    destination: str,
+    tracer_provider: TracerProvider | None = None,
+) -> Iterator[None]:
+    """Publish ``message`` inside a ``PRODUCER`` span ``publish <destination>``.
+
+    The span is current inside the block, so the ``traceparent`` the codec writes
+    there (:meth:`~python_cqrs_core.codec.EnvelopeCodec.encode` reads the current
+    context) is the producer span's, and the consumer's span becomes its child.  It
+    carries :func:`messaging_attributes` and the message's ids; an exception marks it
+    ``ERROR`` and goes on unchanged::
+
+        with publishing(event, system="redis", destination="orders.events"):
+            headers, body = codec.encode(event)
+            await transport.publish("orders.events", headers, body)
+
+    Without an SDK (or with a no-op ``tracer_provider``) the block runs with no span.
+    """
+    provider = get_tracer_provider() if tracer_provider is None else tracer_provider
+    tracer = provider.get_tracer(
+        names.INSTRUMENTATION_SCOPE, __version__, schema_url=names.SCHEMA_URL
+    )
+    span = tracer.start_span(f"{names.SPAN_PUBLISH} {destination}", kind=SpanKind.PRODUCER)
+    if not span.is_recording():
+        span.end()
+        yield
+        return
+    fields = tracing_fields(message)
+    attributes = messaging_attributes(
+        system=system, destination=destination, operation=names.SPAN_PUBLISH, message=message
+    )
+    attributes[names.ATTR_REQUEST_ID] = fields.request_id
+    attributes[names.ATTR_CORRELATION_ID] = fields.correlation_id
+    if fields.causation_id is not None:
+        attributes[names.ATTR_CAUSATION_ID] = fields.causation_id
+    attributes[names.ATTR_CQRS_MESSAGE_TYPE] = fields.message_type
+    span.set_attributes(attributes)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    except Exception as exc:
+        _fail(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 def _attribute_value(value: object) -> AttributeValue:
