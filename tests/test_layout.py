@@ -133,6 +133,11 @@ EXTRA_OF = {
     "python_cqrs_core.apps.cli.commands": "cli",
     "python_cqrs_core.apps.cli._demo": "cli",
     "python_cqrs_core.store.postgres": "postgres",
+    "python_cqrs_core.outbox.postgres": "postgres",
+    "python_cqrs_core.outbox.sqlalchemy": "sqlalchemy",
+    "python_cqrs_core.outbox.tracing": "otel",
+    "python_cqrs_core.integrations.faststream": "faststream",
+    "python_cqrs_core.transports.redis": "redis",
 }
 # Modules that use an extra's library when it is installed, importing it lazily inside a
 # function guarded by ``except ImportError`` (the runtime test below checks that merely
