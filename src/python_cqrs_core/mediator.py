@@ -55,7 +55,7 @@ from .errors import DuplicateHandlerError, EventHandlersFailed, HandlerNotFoundE
 from .lifecycle import HandlerEvent, Listener
 from .messages import BaseCommand, BaseEvent, BaseMessage, BaseQuery, MessageKind, message_kind
 from .names import LOGGER
-from .propagation import stamp, with_correlation
+from .propagation import SETTLED, stamp, with_correlation
 from .validation import validate_correlation_id
 
 __all__ = ["CallNext", "HandlerMiddleware", "Mediator", "Middleware"]
@@ -189,13 +189,7 @@ def _dispatcher(
         route = routes.get(type(message))
         if route is None:
             route = compile_route(message)
-        decided = message.__pydantic_fields_set__
-        # propagation.is_settled(message), inlined: the rule runs only when needed.
-        if (
-            message.correlation_id is None
-            or "causation_id" not in decided
-            or "requested_by" not in decided
-        ):
+        if SETTLED not in message.__pydantic_fields_set__:  # propagation.is_settled, inlined
             stamp(message, _trace_get())
         token = _trace_set(message)
         try:

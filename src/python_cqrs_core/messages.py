@@ -68,7 +68,7 @@ from .context import _trace
 from .errors import FrozenInstanceError
 from .interfaces import ICommand, IEvent, IQuery
 from .names import TRACING_FIELDS
-from .propagation import inherit
+from .propagation import SETTLED, inherit
 from .validation import (
     MAX_REQUESTED_BY_LENGTH,
     validate_correlation_id,
@@ -156,6 +156,12 @@ class BaseMessage(BaseModel):
         if frame is not None:
             inherit(self, frame)
 
+    @property
+    def model_fields_set(self) -> set[str]:
+        """The fields given, inherited or decided by a dispatch (pydantic's
+        ``model_fields_set``; the library's internal settled mark left out)."""
+        return self.__pydantic_fields_set__ - _INTERNAL_MARKS
+
     def derive(self, **changes: Any) -> Self:
         """A new message of the same type, with the same business fields except
         ``changes``: the way to "change" an immutable message.
@@ -223,6 +229,7 @@ class BaseMessage(BaseModel):
 
 _trace_get = _trace.get
 _TRACING_FIELD_SET = frozenset(TRACING_FIELDS)
+_INTERNAL_MARKS = frozenset((SETTLED,))
 
 
 def message_type_name(message: BaseMessage | type[BaseMessage]) -> str:

@@ -46,13 +46,14 @@ frame of a scope (its ``request_id`` is ``None``: it causes nothing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 from uuid import UUID
 
 if TYPE_CHECKING:
     from .messages import BaseMessage
 
 __all__ = [
+    "SETTLED",
     "Ambient",
     "Frame",
     "inherit",
@@ -78,6 +79,14 @@ class Frame(Protocol):
 
 _F = TypeVar("_F", bound=Frame)
 
+SETTLED: Final = "__cqrs_settled__"
+"""The mark, in a message's ``fields_set``, that all three fields are decided.
+
+Checking one mark is what keeps a dispatch as cheap as it was before write-once
+held on every path (an attribute of a pydantic model costs tens of nanoseconds to
+read).  ``BaseMessage.model_fields_set`` leaves it out, so users never see it.
+"""
+
 
 class Ambient:
     """The frame of a :class:`~python_cqrs_core.correlation_scope`: a correlation id
@@ -102,11 +111,13 @@ class Ambient:
 def inherit(message: BaseMessage, frame: Frame) -> None:
     """Apply the rule to a message just built inside a handler or a scope.
 
-    Only rules 2 and 3 apply: fields the caller did not give take the frame's values,
-    which count as decided from then on.  A root's cause and its fallback
-    correlation are left to its dispatch (a message built in a scope may still be
-    dispatched inside a handler).  Values come from a frame that validated them when
-    they entered, so they are written without running the validators again.
+    Only rules 2 and 3 apply.  A parent decides all three fields the caller did not
+    give, ``None`` included (a parent without ``requested_by`` gives none, and a scope
+    can no longer supply one), so a message built in a handler is settled at once.  A
+    scope gives its correlation id, and its ``requested_by`` when it has one; a root's
+    cause and fallback correlation are left to its dispatch (a message built in a scope
+    may still be dispatched inside a handler).  Values come from a frame that validated
+    them when they entered, so they are written without running the validators again.
     """
     fields = message.__dict__
     decided = message.__pydantic_fields_set__
@@ -114,12 +125,17 @@ def inherit(message: BaseMessage, frame: Frame) -> None:
         fields["correlation_id"] = frame.correlation_id
         decided.add("correlation_id")
     cause = frame.request_id
-    if cause is not None and "causation_id" not in decided:
-        fields["causation_id"] = cause
-        decided.add("causation_id")
-    requested_by = frame.requested_by
-    if requested_by is not None and "requested_by" not in decided:
-        fields["requested_by"] = requested_by
+    if cause is not None:  # a parent: it decides the cause and requested_by
+        if "causation_id" not in decided:
+            fields["causation_id"] = cause
+            decided.add("causation_id")
+        if "requested_by" not in decided:
+            fields["requested_by"] = frame.requested_by
+            decided.add("requested_by")
+        if fields["correlation_id"] is not None:
+            decided.add(SETTLED)
+    elif frame.requested_by is not None and "requested_by" not in decided:
+        fields["requested_by"] = frame.requested_by
         decided.add("requested_by")
 
 
@@ -146,15 +162,22 @@ def stamp(message: BaseMessage, frame: Frame | None) -> None:
         if requested_by is not None:
             fields["requested_by"] = requested_by
         decided.add("requested_by")
+    decided.add(SETTLED)
     if isinstance(frame, Ambient) and frame.used is None:
         frame.used = fields["correlation_id"]
 
 
 def is_settled(message: BaseMessage) -> bool:
-    """Whether :func:`stamp` would change nothing on ``message`` (the dispatcher's
-    fast path: a message that has all its ids decided skips the rule)."""
+    """Whether all three fields of ``message`` are decided, so that :func:`stamp`
+    would change nothing.
+
+    The dispatcher's fast path checks only the :data:`SETTLED` mark that :func:`stamp`
+    and :func:`inherit` leave; a message decided some other way (all three fields
+    given, a message decoded from the wire) goes through :func:`stamp` once, which
+    changes none of its fields and marks it.
+    """
     decided = message.__pydantic_fields_set__
-    return (
+    return SETTLED in decided or (
         message.correlation_id is not None
         and "causation_id" in decided
         and "requested_by" in decided
