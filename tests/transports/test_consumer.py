@@ -10,8 +10,14 @@ from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
-from conftest import TransportFactory
-from transport_testing import OrderPlaced, ReserveStock, StockReserved, eventually, make_codec
+from transport_testing import (
+    OrderPlaced,
+    ReserveStock,
+    StockReserved,
+    TransportFactory,
+    eventually,
+    make_codec,
+)
 
 from python_cqrs_core import Mediator
 from python_cqrs_core.transports import (

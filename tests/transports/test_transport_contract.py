@@ -10,7 +10,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import TransportFactory
+from transport_testing import TransportFactory
 
 from python_cqrs_core.transports import DeadLetter, Delivery, Transport, TransportError
 

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from python_cqrs_core import BaseCommand, BaseEvent, MessageRegistry
 from python_cqrs_core.codec import EnvelopeCodec
+from python_cqrs_core.transports import Transport
+
+TransportFactory = Callable[..., Transport]
+"""``make_transport(**options)``: the fixture that runs a test once per transport."""
 
 
 class OrderPlaced(BaseEvent):
