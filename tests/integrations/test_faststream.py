@@ -690,3 +690,54 @@ async def test_consumed_message_outside_a_faststream_handler_says_where_it_belon
 def test_the_middleware_wants_a_codec() -> None:
     with pytest.raises(TypeError, match="codec must be an EnvelopeCodec, got MessageRegistry"):
         CQRSMiddleware(REGISTRY)  # type: ignore[arg-type]
+
+
+async def test_a_filter_that_decodes_before_the_middleware_runs_sees_our_message() -> None:
+    broker = rabbit_service()
+    received: list[OrderPlaced] = []
+
+    async def large_orders(msg: StreamMessage[Any]) -> bool:
+        event = await msg.decode()
+        return isinstance(event, OrderPlaced) and event.quantity > 1
+
+    subscriber = broker.subscriber("orders")
+
+    @subscriber(filter=large_orders)
+    async def consume(event: OrderPlaced) -> None:
+        received.append(event)
+
+    @subscriber
+    async def ignore(event: OrderPlaced) -> None:
+        pass
+
+    large = OrderPlaced(order_id="o-17", quantity=5)
+    async with TestRabbitBroker(broker):
+        await broker.publish(OrderPlaced(order_id="o-18"), "orders")
+        await broker.publish(large, "orders")
+
+    assert [event.request_id for event in received] == [large.request_id]
+
+
+async def test_an_unknown_type_with_a_broken_id_is_handled_as_a_message_from_outside(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = rabbit_service(typed=False)
+    seen: list[Seen] = []
+    errors: list[Exception] = []
+
+    @broker.subscriber("misc")
+    async def consume(body: dict[str, Any], msg: Message) -> None:
+        seen.append(seen_now(msg))
+        with pytest.raises(UnknownMessageTypeError) as raised:
+            consumed_message()
+        errors.append(raised.value)
+
+    headers = CODEC.encode(Unregistered(note="x", correlation_id="op-19")).headers
+    headers[names.WIRE_MESSAGE_ID] = "0xdeadbeef"
+    async with TestRabbitBroker(broker):
+        with caplog.at_level(logging.WARNING, names.TRANSPORT_LOGGER):
+            await broker.publish(b'{"note": "x"}', "misc", headers=headers)
+
+    assert isinstance(seen[0].correlation_id, UUID) and seen[0].causation_id is None
+    assert "header cqrs-message-id" in caplog.text
+    assert len(errors) == 1

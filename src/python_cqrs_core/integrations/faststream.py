@@ -47,6 +47,11 @@ receive that very message::
     async def on_order_placed(event: OrderPlaced) -> None:   # with decoder=chains.decoder
         await bus.process(event)        # recorded here; its handlers are its children
 
+The decoder applies to every handler of the broker (or router, or subscriber) it is
+given to: there a message of ours always arrives as its class, so annotate those
+parameters with it (or :class:`~python_cqrs_core.BaseMessage`), and give the decoder
+per subscriber where a handler wants the raw ``dict``.
+
 Record a message once: either where it is published (dispatch it on the publishing
 service's bus and publish it from a subscriber there), or where it is consumed
 (``await bus.process(event)``), not both: a store shared by both services keeps one
@@ -98,8 +103,12 @@ class OpaqueMessage(BaseEvent):
     build it (a plain payload published inside a chain, or a class it does not
     register): :func:`~python_cqrs_core.current_message` returns it there, so logs
     show the incoming ids, and what the handler dispatches takes its ``request_id``
-    (the incoming message id) as causation id.  It is never dispatched, published or
-    recorded.
+    (the incoming message id) as causation id.  It only stands for that message: it
+    is not meant to be dispatched, published or recorded::
+
+        @broker.subscriber("audit")
+        async def on_audit(body: dict) -> None:
+            current_message()  # OpaqueMessage(request_id=<the incoming id>, correlation_id=...)
     """
 
     __message_type__ = "python_cqrs_core.OpaqueMessage"
