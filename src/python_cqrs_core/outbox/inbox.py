@@ -48,12 +48,14 @@ class TransactionalInbox(Inbox):
     async def seen(self, group: str, message_id: UUID) -> bool:
         """Whether ``group`` has handled ``message_id`` (committed, or marked in the
         current transaction)."""
-        return await self._transaction("seen").handled(_group(group), str(message_id))
+        checked = _group(group)
+        return await self._transaction("seen").handled(checked, str(message_id))
 
     async def mark(self, group: str, message_id: UUID) -> bool:
         """Mark ``message_id`` handled by ``group`` in the current transaction;
         ``False`` when it was handled already (a duplicate: do not handle it again)."""
-        return await self._transaction("mark").mark_handled(_group(group), str(message_id))
+        checked = _group(group)
+        return await self._transaction("mark").mark_handled(checked, str(message_id))
 
     @staticmethod
     def _transaction(operation: str) -> OutboxTransaction:

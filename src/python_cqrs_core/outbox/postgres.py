@@ -53,6 +53,7 @@ from .transaction import (
     OutboxMessage,
     OutboxTransaction,
     _current,
+    consumed_message_id,
     use_transaction,
 )
 
@@ -287,7 +288,12 @@ class ConnectionUnitOfWork:
 
     @asynccontextmanager
     async def __call__(self, delivery: Delivery | None = None) -> AsyncIterator[Any]:
-        async with self.pool.acquire() as connection, connection_transaction(connection):
+        consumed = None if delivery is None else consumed_message_id(delivery)
+        async with (
+            self.pool.acquire() as connection,
+            connection_transaction(connection) as transaction,
+        ):
+            transaction.consumed_message_id = consumed
             yield connection
 
     def __repr__(self) -> str:

@@ -64,6 +64,7 @@ from .transaction import (
     OutboxMessage,
     OutboxTransaction,
     _current,
+    consumed_message_id,
     use_transaction,
 )
 
@@ -253,7 +254,9 @@ class SessionUnitOfWork:
 
     @asynccontextmanager
     async def __call__(self, delivery: Delivery | None = None) -> AsyncIterator[AsyncSession]:
-        async with self.session_factory() as session, session_transaction(session):
+        consumed = None if delivery is None else consumed_message_id(delivery)
+        async with self.session_factory() as session, session_transaction(session) as transaction:
+            transaction.consumed_message_id = consumed
             yield session
 
     def __repr__(self) -> str:

@@ -45,11 +45,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ..names import OUTBOX_LOGGER, WIRE_MESSAGE_ID
+from ..names import OUTBOX_LOGGER
 from ..store.recorder import MessageRecorder
 from ..store.sqlite import SQLiteStore
 from ..transports.base import Delivery
-from ..validation import validate_request_id
 from .schema import (
     DELIVERED,
     FAILED,
@@ -64,7 +63,12 @@ from .schema import (
     check_known,
 )
 from .storage import OutboxEntry, OutboxStorage
-from .transaction import OutboxMessage, OutboxTransaction, use_transaction
+from .transaction import (
+    OutboxMessage,
+    OutboxTransaction,
+    consumed_message_id,
+    use_transaction,
+)
 
 __all__ = ["SQLiteOutbox"]
 
@@ -370,12 +374,9 @@ class SQLiteOutbox(OutboxStorage):
         not dispatched (a duplicate, or a failure before), what the block staged is
         dropped.
         """
-        raw = delivery.headers.get(WIRE_MESSAGE_ID)
-        try:
-            root = str(validate_request_id(raw))
-        except ValueError as exc:
-            raise ValueError(f"header {WIRE_MESSAGE_ID}: {exc}") from None
+        root = consumed_message_id(delivery)
         transaction = _ChainTransaction(self, root)
+        transaction.consumed_message_id = root
         try:
             with use_transaction(transaction):
                 yield transaction

@@ -36,11 +36,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import CQRSError
+from ..names import WIRE_MESSAGE_ID
+from ..transports.base import Delivery
+from ..validation import validate_request_id
 
 __all__ = [
     "NoOutboxTransactionError",
     "OutboxMessage",
     "OutboxTransaction",
+    "consumed_message_id",
     "current_transaction",
     "use_transaction",
 ]
@@ -88,11 +92,17 @@ class OutboxTransaction(ABC):
     application; ``root_message_id`` is then the id of that root message and
     ``sealed`` says the root dispatch ended (a dispatch that comes later, from a task
     it spawned, is a chain of its own, as the message recorder sees it).
+
+    ``consumed_message_id`` is the id of the message a consumer's unit of work opened
+    the transaction for: that message came from the broker, and the writer never
+    sends it out again, even if its type is routed (a service consuming the events
+    it routes would otherwise publish each one back, forever).
     """
 
     per_chain: ClassVar[bool] = False
     root_message_id: str | None = None
     sealed: bool = False
+    consumed_message_id: str | None = None
 
     @abstractmethod
     async def write(self, message: OutboxMessage) -> None:
@@ -135,3 +145,13 @@ def use_transaction(transaction: OutboxTransaction) -> Iterator[OutboxTransactio
         yield transaction
     finally:
         _current.reset(token)
+
+
+def consumed_message_id(delivery: Delivery) -> str:
+    """The id of the message ``delivery`` carries (its ``cqrs-message-id`` header), as
+    the unit-of-work factories record it; a header that is not a message id raises a
+    :class:`ValueError` naming it."""
+    try:
+        return str(validate_request_id(delivery.headers.get(WIRE_MESSAGE_ID)))
+    except ValueError as exc:
+        raise ValueError(f"header {WIRE_MESSAGE_ID}: {exc}") from None

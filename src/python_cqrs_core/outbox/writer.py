@@ -98,14 +98,20 @@ class OutboxWriter:
         if destination is None:
             return call_next(message)
         if transaction is None:
-            raise NoOutboxTransactionError(
-                f"{message_type_name(message)} {message.request_id} is routed to "
-                f"{destination!r}, but no transaction is current: open the application's "
-                "transaction around the dispatch (session_transaction(session), "
-                "connection_transaction(connection), or the consumer's unit_of_work) so "
-                "that the message is delivered if and only if it commits"
-            )
+            raise self._no_transaction(message, destination)
+        if transaction.consumed_message_id == str(message.request_id):
+            return call_next(message)  # it came from the broker: not sent out again
         return self._written(transaction, message, call_next, destination)
+
+    @staticmethod
+    def _no_transaction(message: BaseMessage, destination: str) -> NoOutboxTransactionError:
+        return NoOutboxTransactionError(
+            f"{message_type_name(message)} {message.request_id} is routed to "
+            f"{destination!r}, but no transaction is current: open the application's "
+            "transaction around the dispatch (session_transaction(session), "
+            "connection_transaction(connection), or the consumer's unit_of_work) so "
+            "that the message is delivered if and only if it commits"
+        )
 
     async def _written(
         self,
@@ -131,7 +137,7 @@ class OutboxWriter:
         its own)."""
         token = _current.set(transaction) if own else None
         try:
-            if destination is not None:
+            if destination is not None and transaction.consumed_message_id is None:
                 await transaction.write(self.encode(message, destination))
             return await call_next(message)
         finally:
