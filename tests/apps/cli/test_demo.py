@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from python_cqrs_core import message_type_name
+from python_cqrs_core.apps.cli import _demo
 from python_cqrs_core.apps.cli._demo import (
     GATEWAY_LATENCY_S,
     DemoRequest,
@@ -21,6 +22,7 @@ from python_cqrs_core.apps.cli._demo import (
     build_shop,
     run_demo,
 )
+from python_cqrs_core.apps.cli.commands import command_to_type
 from python_cqrs_core.store import CausationNode, open_store
 from python_cqrs_core.testing import assert_chain
 
@@ -59,6 +61,17 @@ async def test_each_request_is_one_tree_under_its_own_correlation_id(tmp_path: P
         assert {r.correlation_id for r in records} == {request.correlation_id}
         assert {r.requested_by for r in records} == {request.requested_by}
         assert tree.record.causation_id is None
+
+
+def test_the_demo_messages_have_stable_type_names_that_read_well() -> None:
+    names = [message_type_name(getattr(_demo, name)) for name in (
+        "PlaceOrder", "OrderPlaced", "ReserveInventory", "InventoryReserved",
+        "NotifyCustomer", "CustomerNotified",
+    )]  # fmt: skip
+    assert names == [
+        "demo_shop.PlaceOrder", "demo_shop.OrderPlaced", "demo_shop.ReserveInventory",
+        "demo_shop.InventoryReserved", "demo_shop.NotifyCustomer", "demo_shop.CustomerNotified",
+    ]  # fmt: skip
 
 
 async def test_the_email_request_records_the_whole_order_flow(tmp_path: Path) -> None:
@@ -187,32 +200,123 @@ async def test_an_order_for_more_than_the_shelf_holds_is_refused() -> None:
     assert shop.email.sent == ["cus-2: Thank you! Order ord-2 is confirmed."]
 
 
-def test_cqrs_demo_prints_both_trees_and_a_command_that_shows_them_again(
-    tmp_path: Path,
-) -> None:
-    url = sqlite_url(tmp_path / "demo.db")
-    env = {k: v for k, v in os.environ.items() if k != "CQRS_STORE_URL"}
-    demo = subprocess.run(
-        [str(CQRS), "demo", "--store", url],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+def _env(*, cqrs_on_path: bool) -> dict[str, str]:
+    """The environment of a fresh shell: no store chosen, and ``cqrs`` on the PATH only
+    if asked (after ``make demo`` it is not: only ``.venv/bin/cqrs`` is)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CQRS_STORE_URL", "COLUMNS")}
+    folders = [
+        folder
+        for folder in env.get("PATH", "").split(os.pathsep)
+        if folder and not (Path(folder) / "cqrs").exists()
+    ]
+    if cqrs_on_path:
+        folders.insert(0, str(CQRS.parent))
+    env["PATH"] = os.pathsep.join(folders)
+    return env
+
+
+def _shell(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``line`` as the user would paste it into a shell."""
+    return subprocess.run(
+        ["/bin/sh", "-c", line],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=60, check=False,
     )  # fmt: skip
+
+
+def _hints(out: str) -> list[str]:
+    """The commands the demo's closing hint prints, without their comments."""
+    start = out.index("See them again with")
+    return [line.split("#")[0].strip() for line in out[start:].splitlines()[1:] if line.strip()]
+
+
+def test_cqrs_demo_prints_both_trees_and_commands_that_work_as_typed(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "demo.db")
+    env = _env(cqrs_on_path=False)
+    demo = _shell(f"{CQRS} demo --store {url}", tmp_path, env)
 
     assert demo.returncode == 0, demo.stderr
     out = demo.stdout
     assert "Traceback" not in out + demo.stderr
     correlation_ids = re.findall(r"^correlation (req-[0-9a-f]{12})", out, flags=re.M)
     assert len(correlation_ids) == 2
-    assert out.count(f"command {message_type_name(PlaceOrder)} ") == 2
+    assert out.count("command PlaceOrder ") == 2
     assert "the request failed with SmsGatewayError: sms-gateway.internal answered 503" in out
-    assert re.search(r"✗ command \S+\.NotifyCustomer [0-9a-f]{8} .*SmsGatewayError", out)
-    commands = re.findall(r"^  (cqrs trace \S+ --store \S+)$", out, flags=re.M)
-    assert commands == [f"cqrs trace {cid} --store {url}" for cid in correlation_ids]
+    assert re.search(r"✗ command NotifyCustomer [0-9a-f]{8} .*SmsGatewayError", out)
+    hints = _hints(out)
+    assert hints[:2] == [f"{CQRS} trace {cid} --store {url}" for cid in correlation_ids]
+    assert [hint.split()[1] for hint in hints[2:]] == ["show", "causes"]
 
-    # The printed command works as printed, and shows the same tree again.
-    again = subprocess.run(
-        [str(CQRS), *commands[1].split()[1:]],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
-    )  # fmt: skip
+    # Each printed command works as printed, in the same shell.
+    trace = _shell(hints[1], tmp_path, env)
+    assert trace.returncode == 0, trace.stderr
+    assert f"correlation {correlation_ids[1]}" in trace.stdout
+    assert "SmsGatewayError" in trace.stdout
+    for hint in hints[2:]:
+        again = _shell(hint, tmp_path, env)
+        assert again.returncode == 0, (hint, again.stderr)
+        assert "NotifyCustomer" in again.stdout
+
+
+def test_after_make_demo_the_hint_names_the_venv_cqrs_relative_to_here(tmp_path: Path) -> None:
+    # make demo runs .venv/bin/cqrs from the repository's root, without cqrs on the PATH.
+    root = CQRS.parent.parent.parent
+    env = _env(cqrs_on_path=False)
+    demo = _shell(f".venv/bin/cqrs demo --store {sqlite_url(tmp_path / 'demo.db')}", root, env)
+
+    assert demo.returncode == 0, demo.stderr
+    hints = _hints(demo.stdout)
+    assert all(hint.startswith(".venv/bin/cqrs ") for hint in hints), hints
+    again = _shell(hints[0], root, env)
     assert again.returncode == 0, again.stderr
-    assert f"correlation {correlation_ids[1]}" in again.stdout
-    assert "SmsGatewayError" in again.stdout
+
+
+def test_with_cqrs_on_the_path_the_hint_says_cqrs(tmp_path: Path) -> None:
+    env = _env(cqrs_on_path=True)
+    demo = _shell(f"cqrs demo --store {sqlite_url(tmp_path / 'demo.db')}", tmp_path, env)
+
+    assert demo.returncode == 0, demo.stderr
+    hints = _hints(demo.stdout)
+    assert all(hint.startswith("cqrs ") for hint in hints), hints
+    assert _shell(hints[0], tmp_path, env).returncode == 0
+
+
+def test_on_the_default_store_the_hint_needs_no_store_option(tmp_path: Path) -> None:
+    env = _env(cqrs_on_path=False)
+    demo = _shell(f"{CQRS} demo", tmp_path, env)
+
+    assert demo.returncode == 0, demo.stderr
+    assert (tmp_path / "cqrs.db").exists()
+    hints = _hints(demo.stdout)
+    assert not any("--store" in hint for hint in hints)
+    assert _shell(hints[0], tmp_path, env).returncode == 0
+
+
+def test_a_store_path_with_a_space_is_quoted_in_the_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "my demo"
+    folder.mkdir()
+    env = _env(cqrs_on_path=False)
+    demo = _shell(f"{CQRS} demo --store 'sqlite:///{folder}/demo.db'", tmp_path, env)
+
+    assert demo.returncode == 0, demo.stderr
+    hint = _hints(demo.stdout)[0]
+    assert hint.endswith(f"--store 'sqlite:///{folder}/demo.db'")
+    assert _shell(hint, tmp_path, env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("program", "cwd", "on_path", "typed"),
+    [
+        ("/repo/.venv/bin/cqrs", "/repo", None, ".venv/bin/cqrs"),
+        (".venv/bin/cqrs", "/repo", None, ".venv/bin/cqrs"),
+        ("/repo/.venv/bin/cqrs", "/repo", "/usr/local/bin/cqrs", ".venv/bin/cqrs"),
+        ("/repo/.venv/bin/cqrs", "/repo", "/repo/.venv/bin/cqrs", "cqrs"),
+        ("/repo/.venv/bin/cqrs", "/repo/docs", None, "/repo/.venv/bin/cqrs"),
+        ("/repo/cqrs", "/repo", None, "./cqrs"),
+        ("/opt/my tools/cqrs", "/home/ada", None, "'/opt/my tools/cqrs'"),
+        ("/usr/bin/pytest", "/repo", None, "cqrs"),
+    ],
+)
+def test_command_to_type_is_what_runs_this_cqrs_from_here(
+    program: str, cwd: str, on_path: str | None, typed: str
+) -> None:
+    assert command_to_type(program, cwd=Path(cwd), on_path=on_path) == typed

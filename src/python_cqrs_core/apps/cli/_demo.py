@@ -84,6 +84,8 @@ GATEWAY_LATENCY_S = 0.012
 class PlaceOrder(BaseCommand):
     """A customer checks out one line of their basket."""
 
+    __message_type__ = "demo_shop.PlaceOrder"
+
     order_id: str
     customer_id: str
     sku: str
@@ -94,6 +96,8 @@ class PlaceOrder(BaseCommand):
 
 class OrderPlaced(BaseEvent):
     """The order was accepted and saved."""
+
+    __message_type__ = "demo_shop.OrderPlaced"
 
     order_id: str
     customer_id: str
@@ -106,6 +110,8 @@ class OrderPlaced(BaseEvent):
 class ReserveInventory(BaseCommand):
     """Set stock aside for an order."""
 
+    __message_type__ = "demo_shop.ReserveInventory"
+
     order_id: str
     sku: str
     quantity: int = Field(gt=0)
@@ -113,6 +119,8 @@ class ReserveInventory(BaseCommand):
 
 class InventoryReserved(BaseEvent):
     """Stock was set aside; ``remaining`` is what is left on the shelf."""
+
+    __message_type__ = "demo_shop.InventoryReserved"
 
     order_id: str
     sku: str
@@ -123,6 +131,8 @@ class InventoryReserved(BaseEvent):
 class NotifyCustomer(BaseCommand):
     """Tell the customer their order was placed, on the channel they chose."""
 
+    __message_type__ = "demo_shop.NotifyCustomer"
+
     order_id: str
     customer_id: str
     channel: Channel
@@ -130,6 +140,8 @@ class NotifyCustomer(BaseCommand):
 
 class CustomerNotified(BaseEvent):
     """The confirmation left through ``channel``."""
+
+    __message_type__ = "demo_shop.CustomerNotified"
 
     order_id: str
     customer_id: str

@@ -3,75 +3,106 @@
 Installed with the ``cli`` extra (``pip install "python-cqrs-core[cli]"``)::
 
     cqrs demo                              # record two concurrent requests, print them
-    cqrs list                              # the most recent correlation ids
+    cqrs list --failed --since 1h          # the operations that failed in the last hour
     cqrs trace req-4f1c2a9b7d3e            # one business operation as a tree
     cqrs trace req-4f1c2a9b7d3e --flat     # ... as a chronological table
     cqrs show 6c1f0d1e-...                 # one message with its payload and headers
     cqrs effects 6c1f0d1e-...              # everything a message caused
     cqrs causes 6c1f0d1e-...               # the chain from the root down to a message
 
-Every reading command takes ``--store URL`` and ``--json`` (machine-readable output on
-stdout and nothing else).  The store is ``--store``, else the ``CQRS_STORE_URL``
-environment variable, else ``sqlite:///cqrs.db`` in the current directory.  Reading
-commands open the store read-only: a missing store is reported, never created or
-migrated by them.
+Every reading command takes ``--store URL`` and
+``--json`` (machine-readable output on stdout and nothing else).  The store is
+``--store``, else the ``CQRS_STORE_URL`` environment variable, else
+``sqlite:///cqrs.db`` in the current directory.  Reading commands open the store
+read-only: nothing is ever created, migrated or written by them.
 
 Exit codes: ``0`` success, ``1`` nothing found (unknown id, missing store, store
-unreachable), ``2`` invalid input (malformed id or URL, unknown option).  User errors
-are one line on stderr, never a traceback.
+unreachable or unreadable), ``2`` invalid input (malformed id, URL, option or value).
+A user error is one ``error:`` line on stderr, never a traceback, and a password in
+the store URL is never printed.
 
-Rendering uses rich: colours on a terminal, plain text in pipes and CI logs (rich
-drops styles when stdout is not a TTY, and honours ``NO_COLOR`` and ``COLUMNS``).
-The core library never imports this module.
+Stored text is printed through :func:`~python_cqrs_core.apps.presentation.printable`:
+control characters and escape sequences show as ``\\x1b``, ``\\r``, ``\\u202e``..., so
+what a producer recorded can never drive the terminal.  Rendering uses rich: colours on
+a terminal, plain text in pipes and CI logs (rich drops styles when stdout is not a
+TTY, and honours ``NO_COLOR`` and ``COLUMNS``).  The core library never imports this
+module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+import re
+import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, cast
+from urllib.parse import unquote, unquote_plus, urlsplit
 from uuid import UUID
 
 import typer
 from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.json import JSON
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.highlighter import JSONHighlighter
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
+from typer.core import TyperGroup
 
 from ...store import (
     DEFAULT_STORE_URL,
+    MAX_LIMIT,
     STORE_URL_ENV,
     CausationNode,
+    CorrelationSummary,
     MessageRecord,
     MessageStore,
+    RecordFilter,
     StoreOpenError,
     open_store,
 )
 from ...validation import validate_correlation_id
+from ..presentation import (
+    chronological,
+    clock,
+    display_handler_name,
+    display_type_name,
+    duration,
+    effects_tree,
+    error_summary,
+    first_line,
+    printable,
+    short_id,
+    terminal_json,
+    timestamp,
+)
 
 if TYPE_CHECKING:
     from ._demo import DemoResult
 
 __all__ = [
     "CliError",
+    "StoreUrl",
     "app",
+    "command_to_type",
+    "parse_since",
     "record_line",
     "render_chain",
     "render_record",
     "render_table",
     "render_tree",
     "resolve_store_url",
-    "short_id",
 ]
+
+T = TypeVar("T")
 
 # Width used when stdout is not a terminal and COLUMNS is unset: wide enough that a
 # message stays on one line in CI logs and for grep (rich's default would be 80).
@@ -80,17 +111,83 @@ _PIPE_WIDTH = 400
 _KIND_STYLE = {"command": "cyan", "query": "blue", "event": "magenta"}
 _OK, _FAILED = "✓", "✗"
 
+_TYPE_SCAN_PAGE = 500  # summaries per page when --type is a short name
+# The two name columns of --flat share what 100 columns leave after time, kind, ids
+# and duration (InventoryReserved and OrderTimelineProjection fit whole).
+_FLAT_TYPE_WIDTH, _FLAT_HANDLER_WIDTH = 19, 23
+
 
 class CliError(Exception):
-    """A user error: printed as one line on stderr, then exit with ``exit_code``."""
+    """A user error: printed as one ``error:`` line on stderr (followed by the indented
+    ``details`` lines, if any), then exit with ``exit_code``."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, details: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.details = tuple(details)
+
+
+class _UsageError(Protocol):
+    """What a command-line parsing error of typer (click's exceptions) offers."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+# The module of the exceptions typer raises: its own copy of click's (typer >= 0.2x
+# vendors click), or click's (older typer).  Named through a public class, so the CLI
+# works with both.
+_PARSING_ERRORS = sys.modules[typer.BadParameter.__module__]
+_ClickException: type[Exception] = _PARSING_ERRORS.ClickException
+_NoArgsIsHelpError: type[Exception] | None = getattr(_PARSING_ERRORS, "NoArgsIsHelpError", None)
+
+
+class _CqrsGroup(TyperGroup):
+    """The ``cqrs`` command group, whose usage errors (an unknown option, a value out
+    of range) are one ``error:`` line as well, instead of click's usage block."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(
+                args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
+        try:
+            result = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+        except typer.Abort:
+            _print_error("aborted")
+            sys.exit(1)
+        except _ClickException as exc:
+            error = cast(_UsageError, exc)
+            if _NoArgsIsHelpError is not None and isinstance(exc, _NoArgsIsHelpError):
+                typer.echo(error.format_message(), err=True)  # `cqrs` alone: the help
+            else:
+                _print_error(f"{error.format_message()}{_help_hint(exc)}")
+            sys.exit(error.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _help_hint(exc: Exception) -> str:
+    command_path = getattr(getattr(exc, "ctx", None), "command_path", None)
+    if not isinstance(command_path, str):
+        return ""
+    words = ["cqrs", *command_path.split()[1:], "--help"]
+    return f" (see `{' '.join(words)}`)"
 
 
 app = typer.Typer(
     name="cqrs",
+    cls=_CqrsGroup,
     help="Inspect the causation trees recorded in a python-cqrs-core message store.",
     no_args_is_help=True,
     add_completion=False,
@@ -120,81 +217,195 @@ FullIdsOption = Annotated[
 MessageIdArgument = Annotated[
     str,
     typer.Argument(
-        metavar="MESSAGE_ID", help="A message id (UUID), as `cqrs trace --full-ids` prints it."
+        metavar="MESSAGE_ID",
+        help="A message id (UUID), as `cqrs trace --full-ids` prints it.",
     ),
 ]
 
 
-# -- store URL and running ---------------------------------------------------------------
+# -- the store URL, and never printing its password -------------------------------------
 
 
 def resolve_store_url(option: str | None) -> str:
     """The store to read: ``--store``, else ``$CQRS_STORE_URL``, else ``./cqrs.db``.
 
+    An empty ``--store`` is a mistake (a variable that was not set, in a script), not
+    a request for the default: it is refused.  An empty ``$CQRS_STORE_URL`` counts as
+    unset.
+
     >>> resolve_store_url("memory://")
     'memory://'
+    >>> resolve_store_url(" ")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    python_cqrs_core.apps.cli.commands.CliError: --store is empty: give a store URL ...
     """
-    for candidate in (option, os.environ.get(STORE_URL_ENV)):
-        if candidate is not None and candidate.strip():
-            return candidate.strip()
-    return DEFAULT_STORE_URL
+    if option is not None:
+        if not option.strip():
+            raise CliError(
+                "--store is empty: give a store URL such as sqlite:///cqrs.db, or leave "
+                f"--store out to use ${STORE_URL_ENV}, else {DEFAULT_STORE_URL}",
+                exit_code=2,
+            )
+        return option.strip()
+    from_environment = os.environ.get(STORE_URL_ENV, "").strip()
+    return from_environment or DEFAULT_STORE_URL
 
 
-def _sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///path`` URL (``None`` for other schemes, or in-memory)."""
-    if not url.startswith("sqlite://"):
-        return None
-    path = url.removeprefix("sqlite://").removeprefix("/").split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
+_PASSWORD_KEYS = frozenset(("password", "sslpassword"))
 
 
-async def _open_existing(url: str) -> MessageStore:
-    """Open the store read-only; a missing SQLite file is an error, not a new store."""
-    path = _sqlite_path(url)
-    if path is not None and not path.exists():
-        raise CliError(
-            f"no message store at {path} (from {url}); run `cqrs demo` to create one, "
-            f"or pass --store / set {STORE_URL_ENV}"
-        )
-    return await _open(url, read_only=True)
+@dataclass(frozen=True)
+class StoreUrl:
+    """A store URL as the user gave it, and what of it may be printed.
+
+    ``shown`` is the URL with its password replaced by ``***``; :meth:`scrub` does the
+    same to any text (a driver's error message may quote the URL, or the password).
+    The password is found in the URL's text itself, between ``user:`` and the last
+    ``@``, and in a ``password=`` query option, so that a malformed URL (a password
+    holding ``#``, ``/`` or ``?``, which a URL parser then reads as something else)
+    does not slip it past the mask.
+
+    >>> url = StoreUrl.of("postgresql://app:s3cr#t@db:5432/cqrs")
+    >>> url.shown
+    'postgresql://app:***@db:5432/cqrs'
+    >>> url.scrub("cannot parse port 's3cr#t@db:5432' (password s3cr#t)")
+    "cannot parse port '***@db:5432' (password ***)"
+    """
+
+    text: str
+    shown: str
+    passwords: tuple[str, ...]
+    given: bool
+    """True when the URL came from ``--store`` or ``$CQRS_STORE_URL``, not the default."""
+
+    @classmethod
+    def of(cls, url: str, *, given: bool = True) -> StoreUrl:
+        """Find the passwords in ``url`` and build its printable form."""
+        passwords: set[str] = set()
+        scheme, separator, rest = url.partition("://")
+        shown = url
+        user_info, at, after = rest.rpartition("@")
+        if separator and at and ":" in user_info:
+            user, _, password = user_info.partition(":")
+            if password:
+                passwords |= {password, unquote(password)}
+                shown = f"{scheme}://{user}:***@{after}"
+        query = url.partition("?")[2].partition("#")[0]
+        for pair in query.split("&"):
+            key, _, value = pair.partition("=")
+            if unquote_plus(key).lower() in _PASSWORD_KEYS and value:
+                passwords |= {value, unquote_plus(value)}
+        ordered = tuple(sorted(passwords, key=len, reverse=True))
+        return cls(url, _replace_all(shown, ordered), ordered, given)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the URL, and any password of it, masked."""
+        return _replace_all(text.replace(self.text, self.shown), self.passwords)
+
+    @property
+    def misread_password(self) -> bool:
+        """True when a URL parser would not read the password this URL holds (it holds
+        a character that URLs reserve): the store then sees another URL than meant."""
+        if not self.passwords:
+            return False
+        try:
+            parsed = urlsplit(self.text).password
+        except ValueError:
+            return True
+        return parsed is None or unquote(parsed) not in self.passwords
+
+    def explain(self, error: BaseException) -> str:
+        """One printable line saying why the store at this URL could not be opened."""
+        if self.misread_password:
+            return (
+                f"the password in {self.shown} holds a character that URLs reserve "
+                "(such as #, /, ? or @): percent-encode it (# is %23, / is %2F, ? is %3F, "
+                "@ is %40)"
+            )
+        return self.scrub(_first_line_of(error))
 
 
-async def _open(url: str, *, read_only: bool = False) -> MessageStore:
+def _first_line_of(error: BaseException) -> str:
+    """The first line of an error's message, whole (an error line may be long: it is
+    the only thing the user gets), or its type when it has no message."""
+    return first_line(str(error), limit=2000) or type(error).__name__
+
+
+def _replace_all(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:  # longest first, so a decoded form inside another is caught
+        text = text.replace(secret, "***")
+    return text
+
+
+def _store_url(option: str | None) -> StoreUrl:
+    given = option is not None or bool(os.environ.get(STORE_URL_ENV, "").strip())
+    return StoreUrl.of(resolve_store_url(option), given=given)
+
+
+async def _open(url: StoreUrl, *, read_only: bool) -> MessageStore:
     try:
-        return await open_store(url, read_only=read_only)
-    except ValueError as exc:
-        raise CliError(f"invalid store URL {url!r}: {exc}", exit_code=2) from None
+        return await open_store(url.text, read_only=read_only)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"invalid store URL {url.shown}: {url.explain(exc)}", exit_code=2) from None
     except StoreOpenError as exc:
         # Opening fails for reasons the user fixes: server down, unknown database,
         # wrong credentials, a file that is not a store.  Name the cause, no traceback.
-        raise CliError(str(exc)) from None
+        message = url.explain(exc)
+        if not url.given:
+            message += (
+                f" (no --store given and ${STORE_URL_ENV} unset: pass one, or run "
+                "`cqrs demo` to create this store)"
+            )
+        raise CliError(message) from None
 
 
-def _run(store_option: str | None, action: Callable[[MessageStore, str], Awaitable[None]]) -> None:
-    """Open the store, run ``action(store, url)`` on it, close it."""
-    url = resolve_store_url(store_option)
+def _query(url: StoreUrl, fetch: Callable[[MessageStore, StoreUrl], Awaitable[T]]) -> T:
+    """Open the store read-only, return ``await fetch(store, url)``, close the store.
 
-    async def run() -> None:
-        store = await _open_existing(url)
+    An error of the store while reading (a corrupted file, a lost connection) is a
+    :class:`CliError` naming it, not a traceback.
+    """
+
+    async def run() -> T:
+        store = await _open(url, read_only=True)
         try:
-            await action(store, url)
+            return await fetch(store, url)
+        except CliError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any driver's error, e.g. a corrupt file
+            raise CliError(
+                f"cannot read the message store {url.shown}: "
+                f"{type(exc).__name__}: {url.scrub(_first_line_of(exc))}"
+            ) from None
         finally:
             await store.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a :class:`CliError` into one line on stderr and its exit code."""
+    """Turn a :class:`CliError` into its ``error:`` line on stderr and its exit code."""
     try:
         yield
     except CliError as err:
-        _stderr().print(f"error: {err}")
+        _print_error(str(err), err.details)
         raise typer.Exit(err.exit_code) from None
 
 
-def _parse_message_id(value: str) -> UUID:
+def _print_error(message: str, details: Sequence[str] = ()) -> None:
+    console = _stderr()
+    console.print(f"error: {printable(message)}")
+    for line in details:
+        console.print(f"  {printable(line)}")
+
+
+# -- parsing ids and filters -----------------------------------------------------------------
+
+
+def _message_ref(value: str) -> UUID:
+    """A whole message id, in any spelling of a UUID."""
     try:
         return UUID(value.strip())
     except ValueError:
@@ -212,7 +423,41 @@ def _parse_correlation_id(value: str) -> str:
         raise CliError(f"{value!r} is not a correlation id: {exc}", exit_code=2) from None
 
 
-# -- consoles and JSON ---------------------------------------------------------------------
+_AGO = re.compile(r"(\d{1,9})\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """The moment ``--since`` names: a time ago (``30m``, ``1h``, ``2d``, also ``s`` and
+    ``w``) or an ISO 8601 date or time (without a timezone it is UTC, as every time
+    the CLI prints).
+
+    >>> now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    >>> parse_since("90m", now).isoformat()
+    '2026-01-02T10:30:00+00:00'
+    >>> parse_since("2026-01-01T08:00").isoformat()
+    '2026-01-01T08:00:00+00:00'
+    >>> parse_since("yesterday")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: expected a time ago such as 30m, 1h or 2d, or an ISO 8601 date or time ...
+    """
+    text = value.strip()
+    ago = _AGO.fullmatch(text)
+    if ago is not None:
+        amount, unit = ago.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "expected a time ago such as 30m, 1h or 2d, or an ISO 8601 date or time such "
+            f"as 2026-01-02T08:00Z, got {value!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- consoles and JSON -------------------------------------------------------------------------
 
 
 def _stdout() -> Console:
@@ -225,61 +470,16 @@ def _stderr() -> Console:
 
 
 def _console(**options: Any) -> Console:
-    # Stored text (ids, types, error messages) is printed as is: no rich markup,
-    # no :emoji: codes, no automatic highlighting.
+    # No rich markup, no :emoji: codes, no automatic highlighting: stored text is
+    # printed as the (escaped) text it is.
     return Console(markup=False, emoji=False, highlight=False, **options)
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    typer.echo(terminal_json(data))
 
 
 # -- rendering -----------------------------------------------------------------------------
-
-
-def short_id(value: UUID | str | None, *, full: bool = False) -> str:
-    """The first 8 hex digits of a UUID (an opaque id is kept whole; ``None`` is ``-``).
-
-    >>> short_id(UUID("6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44"))
-    '6c1f0d1e'
-    """
-    if value is None:
-        return "-"
-    if isinstance(value, UUID):
-        return str(value) if full else value.hex[:8]
-    try:
-        parsed = UUID(value)
-    except ValueError:
-        return value
-    return str(parsed) if full else parsed.hex[:8]
-
-
-def _duration(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2f} ms"
-
-
-def _clock(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _error_of(record: MessageRecord) -> tuple[str, str] | None:
-    """The error a failed record shows: its own, else its first failed handler's."""
-    if not record.failed:
-        return None
-    if record.error_type is not None:
-        return record.error_type, record.error_message or ""
-    for handler in record.handlers:
-        if handler.outcome == "failed":
-            return handler.error_type or "Exception", handler.error_message or ""
-    return "Exception", ""
 
 
 def _handlers_text(record: MessageRecord) -> Text:
@@ -290,203 +490,353 @@ def _handlers_text(record: MessageRecord) -> Text:
     for index, handler in enumerate(record.handlers):
         if index:
             text.append(", ")
-        text.append(handler.handler)
+        text.append(printable(display_handler_name(handler.handler)))
         if several and handler.outcome == "failed":
             text.append(f" {_FAILED}", style="red")
     return text
 
 
+def _mark(record: MessageRecord) -> Text:
+    if record.failed:
+        return Text(_FAILED, style="bold red")
+    return Text(_OK, style="green")
+
+
 def record_line(record: MessageRecord, *, full_ids: bool = False) -> Text:
-    """One message on one line: outcome mark, kind, type, id, handlers, duration, who, when
-    and, for a failure, the error type and message.
+    """One message on one line: outcome mark, kind, type, id, handlers, duration, who,
+    when and, for a failure, the error type and the first line of its message.
 
     ``✓ command PlaceOrder 6c1f0d1e  PlaceOrderHandler  48.2 ms  by user:alice  23:40:01.123``
+
+    Type and handler names are shown short (their last part); every stored text is
+    escaped (:func:`~python_cqrs_core.apps.presentation.printable`).
     """
-    failed = record.failed
-    line = Text()
-    line.append(_FAILED if failed else _OK, style="bold red" if failed else "green")
+    line = _mark(record)
     line.append(" ")
+    line.append_text(_record_text(record, full_ids=full_ids))
+    return line
+
+
+def _record_text(record: MessageRecord, *, full_ids: bool) -> Text:
+    """:func:`record_line` without its outcome mark."""
+    line = Text()
     line.append(record.kind, style=_KIND_STYLE.get(record.kind, ""))
     line.append(" ")
-    line.append(record.message_type, style="bold")
+    line.append(printable(display_type_name(record.message_type)), style="bold")
     line.append(" ")
     line.append(short_id(record.message_id, full=full_ids), style="dim")
     line.append("  ")
     line.append_text(_handlers_text(record))
-    line.append(f"  {_duration(record.duration_ms)}")
+    line.append(f"  {duration(record.duration_ms)}")
     if record.requested_by is not None:
-        line.append(f"  by {record.requested_by}")
-    line.append(f"  {_clock(record.requested_at)}", style="dim")
-    error = _error_of(record)
+        line.append(f"  by {printable(record.requested_by)}")
+    line.append(f"  {clock(record.requested_at)}", style="dim")
+    error = error_summary(record)
     if error is not None:
-        error_type, message = error
-        line.append(f"  {error_type}", style="bold red")
-        if message:
-            line.append(f": {_one_line(message)}", style="red")
+        line.append(f"  {printable(error.type)}", style="bold red")
+        if error.message:
+            line.append(f": {printable(error.message)}", style="red")
     return line
 
 
-def _one_line(text: str, limit: int = 240) -> str:
-    r"""The first line of ``text``, at most ``limit`` characters (``…`` marks a cut).
+class _Hanging:
+    """A lead (an outcome mark, a field's label), then a text whose further lines (its
+    own, or wrapped on a narrow terminal) are indented under the text's start: a tree
+    node keeps its lines under itself, right of its mark and of the tree's guides, a
+    field of ``cqrs show`` keeps its value in its column, and no line ends in padding."""
 
-    >>> _one_line("connection refused\nretrying in 5 s")
-    'connection refused …'
-    """
-    lines = text.strip().splitlines() or [""]
-    first = lines[0]
-    if len(first) > limit:
-        return first[: limit - 1] + "…"
-    return first + " …" if len(lines) > 1 else first
+    def __init__(self, lead: Text, text: Text) -> None:
+        self.lead = lead
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        indent = self.lead.cell_len + 1
+        lines = self.text.wrap(console, max(options.max_width - indent, 1), overflow="fold")
+        for index, line in enumerate(lines):
+            line.rstrip()
+            start = self.lead + " " if index == 0 else Text(" " * indent)
+            yield from (start + line).render(console, end="")
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        indent = self.lead.cell_len + 1
+        text = Measurement.get(console, options, self.text)
+        return Measurement(text.minimum + indent, text.maximum + indent)
+
+
+def _node_label(record: MessageRecord, *, full_ids: bool, note: Text | None = None) -> _Hanging:
+    """A tree node: :func:`record_line`, with an optional note at its end."""
+    text = _record_text(record, full_ids=full_ids)
+    if note is not None:
+        text.append_text(note)
+    return _Hanging(_mark(record), text)
 
 
 def render_tree(node: CausationNode, *, full_ids: bool = False) -> Tree:
-    """A causation tree as a rich :class:`~rich.tree.Tree`, one :func:`record_line` each.
-
-    A root that is an *orphan* (its cause is not in the store) says so.
-    """
-    tree = Tree(_node_line(node, full_ids=full_ids), guide_style="dim")
+    """A causation tree as a rich :class:`~rich.tree.Tree`, one :func:`record_line` a
+    node.  A node that is an *orphan* (its cause is not in the store) says so."""
+    tree = Tree(_tree_label(node, full_ids=full_ids), guide_style="dim")
     stack: list[tuple[CausationNode, Tree]] = [(node, tree)]
     while stack:  # iterative: a deep chain does not hit the recursion limit
         current, branch = stack.pop()
         for child in current.children:
-            stack.append((child, branch.add(_node_line(child, full_ids=full_ids))))
+            stack.append((child, branch.add(_tree_label(child, full_ids=full_ids))))
     return tree
 
 
-def _node_line(node: CausationNode, *, full_ids: bool) -> Text:
-    line = record_line(node.record, full_ids=full_ids)
+def _tree_label(node: CausationNode, *, full_ids: bool) -> _Hanging:
+    note = None
     if node.orphan:
-        cause = short_id(node.record.causation_id, full=full_ids)
-        line.append(f"  (caused by {cause}, which is not in this tree)", style="yellow")
-    return line
+        cause = printable(short_id(node.record.causation_id, full=full_ids))
+        note = Text(f"  (caused by {cause}, which is not in this tree)", style="yellow")
+    return _node_label(node.record, full_ids=full_ids, note=note)
 
 
 def render_chain(chain: Sequence[MessageRecord], *, full_ids: bool = False) -> Tree:
     """A root-to-target causation chain, each message indented under its cause."""
     if not chain:
         raise ValueError("an empty chain has nothing to render")
-    tree = Tree(record_line(chain[0], full_ids=full_ids), guide_style="dim")
+    tree = Tree(_node_label(chain[0], full_ids=full_ids), guide_style="dim")
     branch = tree
     for record in chain[1:]:
-        branch = branch.add(record_line(record, full_ids=full_ids))
+        branch = branch.add(_node_label(record, full_ids=full_ids))
     return tree
 
 
+def _same_for_all(values: Iterable[str | None]) -> str | None:
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
 def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) -> Table:
-    """Messages as a chronological table with correlation and causation columns."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    # Cells never wrap: a table too wide for the terminal is printed whole (see
-    # _print_wide) and the terminal wraps its lines, as kubectl and docker do, rather
-    # than folding ids and names into unreadable slivers.  The outcome names the error
-    # type; the tree view and `cqrs show` print the message too.
-    for header in ("time (UTC)", "kind", "type", "id", "caused by", "correlation", "handler"):
-        table.add_column(header, no_wrap=True)
+    """Messages as a chronological table: outcome, time, kind, type, id, cause,
+    handler and duration (``--flat``).
+
+    Built to fit 100 columns, one line a message: the correlation id, the same on
+    every row, is left to the heading (:func:`_operation_heading`), and so is
+    ``requested_by`` when it is the same on every row (a column otherwise); types and
+    handlers are shown short, several handlers as their number, and a name longer
+    than its column ends in ``…`` (``cqrs show`` prints them whole).  With
+    ``full_ids``, or a ``requested by`` column, a row may be wider.
+    """
+    rows = chronological(records)
+    requested_by_column = _same_for_all(r.requested_by for r in rows) is None and any(
+        r.requested_by for r in rows
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("type", no_wrap=True, max_width=_FLAT_TYPE_WIDTH, overflow="ellipsis")
+    table.add_column("id", no_wrap=True)
+    table.add_column("cause", no_wrap=True)
+    table.add_column("handler", no_wrap=True, max_width=_FLAT_HANDLER_WIDTH, overflow="ellipsis")
     table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("requested by", no_wrap=True)
-    for record in _chronological(records):
-        error = _error_of(record)
-        outcome = (
-            Text(f"{_OK} succeeded", style="green")
-            if error is None
-            else Text(f"{_FAILED} {error[0]}", style="red")
-        )
-        table.add_row(
-            _clock(record.requested_at),
+    if requested_by_column:
+        table.add_column("requested by", no_wrap=True, max_width=16, overflow="ellipsis")
+    for record in rows:
+        cells: list[RenderableType] = [
+            _mark(record),
+            clock(record.requested_at),
             Text(record.kind, style=_KIND_STYLE.get(record.kind, "")),
-            Text(record.message_type, style="bold"),
+            Text(printable(display_type_name(record.message_type)), style="bold"),
             short_id(record.message_id, full=full_ids),
-            short_id(record.causation_id, full=full_ids),
-            record.correlation_id,
-            _handlers_text(record),
-            _duration(record.duration_ms),
-            outcome,
-            record.requested_by or "-",
-        )
+            printable(short_id(record.causation_id, full=full_ids)),
+            _table_handlers(record),
+            duration(record.duration_ms),
+        ]
+        if requested_by_column:
+            cells.append(printable(record.requested_by or "-"))
+        table.add_row(*cells)
     return table
 
 
-def _chronological(records: Iterable[MessageRecord]) -> list[MessageRecord]:
-    """Sorted by creation time (a cause is created before its effects), then position."""
-    return sorted(
-        records, key=lambda r: (r.requested_at, r.position if r.position is not None else -1)
-    )
+def _table_handlers(record: MessageRecord) -> Text:
+    if len(record.handlers) <= 1:
+        return _handlers_text(record)
+    failed = sum(handler.outcome == "failed" for handler in record.handlers)
+    text = Text(f"{len(record.handlers)} handlers")
+    if failed:
+        text.append(f" ({failed} {_FAILED})", style="red")
+    return text
 
 
 def render_record(record: MessageRecord) -> RenderableType:
-    """One message in full: ids, times, outcome per handler, headers and payload."""
-    error = _error_of(record)
+    """One message in full: whole type and handler names, outcome and error of each
+    handler, ids, times, headers and payload.  Error messages keep their lines, each
+    indented under the first; every stored text is escaped."""
+    error = error_summary(record)
     handlers: list[Text] = []
     for handler in record.handlers:
         ok = handler.outcome == "succeeded"
         line = Text(f"{_OK if ok else _FAILED} ", style="green" if ok else "red")
-        line.append(f"{handler.handler}  {_duration(handler.duration_ms)}")
+        line.append(f"{printable(handler.handler)}  {duration(handler.duration_ms)}")
         if not ok:
-            line.append(f"  {handler.error_type}: {handler.error_message}", style="red")
+            line.append(f"  {printable(handler.error_type or 'Exception')}", style="red")
+            if handler.error_message:
+                line.append(
+                    f": {printable(handler.error_message, keep_newlines=True)}", style="red"
+                )
         handlers.append(line)
+    if error is None:
+        outcome = Text(f"{_OK} succeeded", style="green")
+    else:
+        # The summary holds the first line; the detail view shows the whole message.
+        whole = _whole_error_message(record)
+        outcome = Text(f"{_FAILED} failed: {printable(error.type)}", style="red")
+        if whole:
+            outcome.append(f": {printable(whole, keep_newlines=True)}", style="red")
     fields: list[tuple[str, list[Text]]] = [
-        (
-            "outcome",
-            [
-                Text(f"{_OK} succeeded", style="green")
-                if error is None
-                else Text(f"{_FAILED} failed: {error[0]}: {error[1]}".rstrip(": "), style="red")
-            ],
-        ),
-        ("duration", [Text(_duration(record.duration_ms))]),
+        ("outcome", [outcome]),
+        ("duration", [Text(duration(record.duration_ms))]),
         ("handlers", handlers or [Text("none", style="dim")]),
-        ("correlation id", [Text(record.correlation_id)]),
-        ("caused by", [Text(record.causation_id or "- (a root message)")]),
-        ("requested by", [Text(record.requested_by or "-")]),
+        ("correlation id", [Text(printable(record.correlation_id))]),
+        ("caused by", [Text(printable(record.causation_id or "- (a root message)"))]),
+        ("requested by", [Text(printable(record.requested_by or "-"))]),
         ("requested at", [Text(record.requested_at.astimezone(UTC).isoformat())]),
         ("recorded at", [Text(record.recorded_at.astimezone(UTC).isoformat())]),
         ("position", [Text("-" if record.position is None else str(record.position))]),
+    ]
+    if record.service is not None:
+        fields.append(("service", [Text(printable(record.service))]))
+    fields.append(
         (
             "headers",
-            [Text(f"{key}: {value}") for key, value in sorted(record.headers.items())]
+            [Text(printable(f"{key}: {value}")) for key, value in sorted(record.headers.items())]
             or [Text("none", style="dim")],
-        ),
-    ]
-    width = max(len(label) for label, _ in fields) + 2
-    body = Text()
-    for label, values in fields:
-        for index, value in enumerate(values):
-            body.append(f"{label if index == 0 else '':<{width}}", style="bold")
-            body.append_text(value)
-            body.append("\n")
+        )
+    )
+    if record.payload_redacted:
+        redacted = printable(", ".join(record.pii_fields))
+        fields.append(("redacted", [Text(f"personal data, when recorded: {redacted}")]))
+    width = max(len(label) for label, _ in fields) + 1
     title = Text()
     title.append(record.kind, style=_KIND_STYLE.get(record.kind, ""))
     title.append(" ")
-    title.append(record.message_type, style="bold")
+    title.append(printable(record.message_type), style="bold")
     title.append(f" {record.message_id}")
-    body.rstrip()
-    return Group(title, body, Text("payload", style="bold"), JSON.from_data(record.payload))
+    lines: list[RenderableType] = [title]
+    for label, values in fields:
+        for index, value in enumerate(values):
+            lead = Text(f"{label if index == 0 else '':<{width}}", style="bold")
+            lines.append(_Hanging(lead, value))
+    payload = JSONHighlighter()(Text(terminal_json(record.payload)))
+    return Group(*lines, Text("payload", style="bold"), payload)
 
 
-def _print_wide(console: Console, table: Table) -> None:
-    """Print ``table`` at its natural width, even when that is wider than the console."""
+def _whole_error_message(record: MessageRecord) -> str | None:
+    """The whole message of the error :func:`error_summary` summarises."""
+    if record.error_type is not None:
+        return record.error_message
+    failed = (handler for handler in record.handlers if handler.outcome == "failed")
+    return next((handler.error_message for handler in failed), None)
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """Print ``table`` in the console's width if its words fit there, each cell wrapping
+    at spaces; else at its natural width, and the terminal wraps its rows (as
+    ``kubectl`` does), rather than ids and names folded into slivers."""
     unbounded = console.options.update_width(_PIPE_WIDTH * 10)
-    width = Measurement.get(console, unbounded, table).maximum
-    if width > console.width:
-        console = _console(width=width)
+    measured = Measurement.get(console, unbounded, table)
+    if measured.minimum > console.width:
+        console = _console(width=measured.maximum)
     console.print(table, crop=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _operation_heading(
+    correlation_id: str, records: Sequence[MessageRecord], roots: int | None = None
+) -> Text:
+    """``correlation <id>  <n> messages, <f> failed[, <r> roots][, by <who>], from <when>``."""
+    failed = sum(record.failed for record in records)
+    first = min(record.requested_at for record in records)
+    heading = Text()
+    heading.append(f"correlation {printable(correlation_id)}", style="bold")
+    parts = [_count(len(records), "message"), f"{failed} failed"]
+    if roots is not None:
+        parts.append(_count(roots, "root"))
+    who = _same_for_all(record.requested_by for record in records)
+    if who is not None:
+        parts.append(f"by {printable(who)}")
+    heading.append(f"  {', '.join(parts)}, from {timestamp(first)}")
+    return heading
 
 
 def _print_trees(
     console: Console, correlation_id: str, trees: Sequence[CausationNode], *, full_ids: bool
 ) -> None:
     records = [node.record for tree in trees for _, node in tree.walk()]
-    failed = sum(record.failed for record in records)
-    first = min(record.requested_at for record in records)
-    header = Text()
-    header.append(f"correlation {correlation_id}", style="bold")
-    header.append(
-        f"  {_count(len(records), 'message')}, {failed} failed, "
-        f"{_count(len(trees), 'root')}, from {_timestamp(first)}"
-    )
-    console.print(header)
+    console.print(_operation_heading(correlation_id, records, roots=len(trees)))
     for tree in trees:
         console.print(render_tree(tree, full_ids=full_ids))
+
+
+def render_summaries(summaries: Sequence[CorrelationSummary]) -> Table:
+    """Business operations, one a row: correlation id, root message type (short),
+    outcome, message and failure counts, who requested it and when it started."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("correlation id", overflow="fold")
+    table.add_column("type", overflow="fold")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("messages", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("requested by", overflow="fold")
+    table.add_column("started (UTC)", no_wrap=True)
+    for summary in summaries:
+        outcome = (
+            Text(f"{_FAILED} failed", style="red")
+            if summary.failed
+            else Text(f"{_OK} succeeded", style="green")
+        )
+        table.add_row(
+            printable(summary.correlation_id),
+            Text(printable(display_type_name(summary.root_message_type)), style="bold"),
+            outcome,
+            str(summary.message_count),
+            str(summary.failed_count),
+            printable(summary.requested_by or "-"),
+            summary.first_recorded_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return table
+
+
+# -- finding messages ------------------------------------------------------------------------
+
+
+async def _find(store: MessageStore, ref: UUID, url: StoreUrl) -> MessageRecord:
+    """The record of the message ``ref`` names."""
+    record = await store.get(ref)
+    if record is None:
+        raise CliError(f"no message with id {ref} in {url.shown}")
+    return record
+
+
+async def _summaries(
+    store: MessageStore, limit: int, where: RecordFilter, type_name: str | None
+) -> list[CorrelationSummary]:
+    """The newest ``limit`` operations that match ``where`` and whose root message is
+    of ``type_name`` (a full stable type name, or its short last part)."""
+    filters: dict[str, Any] = {
+        "requested_by": where.requested_by,
+        "outcome": where.outcome,
+        "since": where.since,
+    }
+    if type_name is None or "." in type_name:
+        return await store.correlations(limit, message_type=type_name, **filters)
+    # A short name (PlaceOrder) may stand for any module's class: page back through
+    # the operations, newest first, keeping those whose root type ends with it.
+    found: list[CorrelationSummary] = []
+    before: int | None = None
+    while len(found) < limit:
+        page = await store.correlations(_TYPE_SCAN_PAGE, before, **filters)
+        found += [s for s in page if display_type_name(s.root_message_type) == type_name]
+        if len(page) < _TYPE_SCAN_PAGE:
+            break
+        before = page[-1].position
+    return found[:limit]
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -516,25 +866,31 @@ def trace(
     with _user_errors():
         cid = _parse_correlation_id(correlation_id)
 
-        async def action(message_store: MessageStore, url: str) -> None:
+        async def fetch(
+            message_store: MessageStore, url: StoreUrl
+        ) -> tuple[list[MessageRecord], list[CausationNode]]:
             if flat:
-                records = await message_store.by_correlation(cid)
-                if not records:
-                    raise CliError(f"no messages with correlation id {cid!r} in {url}")
-                if as_json:
-                    _print_json([record.to_dict() for record in _chronological(records)])
-                else:
-                    _print_wide(_stdout(), render_table(records, full_ids=full_ids))
-                return
-            trees = await message_store.build_causation_tree(cid)
-            if not trees:
-                raise CliError(f"no messages with correlation id {cid!r} in {url}")
-            if as_json:
-                _print_json([tree.to_dict() for tree in trees])
+                found, trees = await message_store.by_correlation(cid), []
             else:
-                _print_trees(_stdout(), cid, trees, full_ids=full_ids)
+                trees = await message_store.build_causation_tree(cid)
+                found = [node.record for tree in trees for _, node in tree.walk()]
+            if not found:
+                raise CliError(f"no messages with correlation id {cid!r} in {url.shown}")
+            return found, trees
 
-        _run(store, action)
+        records, trees = _query(_store_url(store), fetch)
+        if as_json:
+            if flat:
+                _print_json([record.to_dict() for record in chronological(records)])
+            else:
+                _print_json([tree.to_dict() for tree in trees])
+            return
+        console = _stdout()
+        if flat:
+            console.print(_operation_heading(cid, records))
+            _print_table(console, render_table(records, full_ids=full_ids))
+        else:
+            _print_trees(console, cid, trees, full_ids=full_ids)
 
 
 @app.command()
@@ -543,16 +899,16 @@ def show(
 ) -> None:
     """Show one message: ids, times, handlers, headers and payload."""
     with _user_errors():
-        target = _parse_message_id(message_id)
+        ref = _message_ref(message_id)
 
-        async def action(message_store: MessageStore, url: str) -> None:
-            record = await _get(message_store, target, url)
-            if as_json:
-                _print_json(record.to_dict())
-            else:
-                _stdout().print(render_record(record))
+        async def fetch(message_store: MessageStore, url: StoreUrl) -> MessageRecord:
+            return await _find(message_store, ref, url)
 
-        _run(store, action)
+        record = _query(_store_url(store), fetch)
+        if as_json:
+            _print_json(record.to_dict())
+        else:
+            _stdout().print(render_record(record))
 
 
 @app.command()
@@ -564,22 +920,25 @@ def effects(
 ) -> None:
     """Show everything a message caused, directly or not, as a tree."""
     with _user_errors():
-        target = _parse_message_id(message_id)
+        ref = _message_ref(message_id)
 
-        async def action(message_store: MessageStore, url: str) -> None:
-            record = await _get(message_store, target, url)
-            descendants = await message_store.trace_effects(target)
-            if as_json:
-                _print_json([effect.to_dict() for effect in descendants])
-                return
-            console = _stdout()
-            console.print(
-                f"{_count(len(descendants), 'message')} caused by {record.kind} "
-                f"{record.message_type} {short_id(record.message_id, full=full_ids)}"
-            )
-            console.print(render_tree(_subtree(record, descendants), full_ids=full_ids))
+        async def fetch(
+            message_store: MessageStore, url: StoreUrl
+        ) -> tuple[MessageRecord, list[MessageRecord]]:
+            record = await _find(message_store, ref, url)
+            return record, await message_store.trace_effects(record.message_id)
 
-        _run(store, action)
+        record, descendants = _query(_store_url(store), fetch)
+        if as_json:
+            _print_json([effect.to_dict() for effect in descendants])
+            return
+        console = _stdout()
+        console.print(
+            f"{_count(len(descendants), 'message')} caused by {record.kind} "
+            f"{printable(display_type_name(record.message_type))} "
+            f"{short_id(record.message_id, full=full_ids)}"
+        )
+        console.print(render_tree(effects_tree(record, descendants), full_ids=full_ids))
 
 
 @app.command()
@@ -591,67 +950,113 @@ def causes(
 ) -> None:
     """Show the chain of causes of a message, from its root down to it."""
     with _user_errors():
-        target = _parse_message_id(message_id)
+        ref = _message_ref(message_id)
 
-        async def action(message_store: MessageStore, url: str) -> None:
-            chain = await message_store.trace_causation(target)
-            if not chain:
-                raise CliError(f"no message with id {target} in {url}")
-            if as_json:
-                _print_json([record.to_dict() for record in chain])
-                return
-            console = _stdout()
-            root = chain[0]
+        async def fetch(message_store: MessageStore, url: StoreUrl) -> list[MessageRecord]:
+            record = await _find(message_store, ref, url)
+            return await message_store.trace_causation(record.message_id) or [record]
+
+        chain = _query(_store_url(store), fetch)
+        if as_json:
+            _print_json([record.to_dict() for record in chain])
+            return
+        console = _stdout()
+        root = chain[0]
+        console.print(
+            f"{_count(len(chain), 'message')} from the root "
+            f"{printable(display_type_name(root.message_type))} "
+            f"to {printable(display_type_name(chain[-1].message_type))}"
+        )
+        if root.causation_id is not None:
             console.print(
-                f"{_count(len(chain), 'message')} from the root {root.message_type} "
-                f"to {chain[-1].message_type}"
+                f"(the chain starts at a message whose cause, {printable(root.causation_id)}, "
+                "is not in the store)",
+                style="yellow",
             )
-            if root.causation_id is not None:
-                console.print(
-                    f"(the chain starts at a message whose cause, {root.causation_id}, "
-                    "is not in the store)",
-                    style="yellow",
-                )
-            console.print(render_chain(chain, full_ids=full_ids))
-
-        _run(store, action)
+        console.print(render_chain(chain, full_ids=full_ids))
 
 
 @app.command("list")
 def list_correlations(
     store: StoreOption = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="How many correlation ids to list.")
+        int,
+        typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="How many operations to list."),
     ] = 20,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only operations in which a message failed.")
+    ] = False,
+    requested_by: Annotated[
+        str | None,
+        typer.Option("--requested-by", metavar="WHO", help="Only operations requested by WHO."),
+    ] = None,
+    type_name: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            metavar="TYPE",
+            help="Only operations whose root message is of TYPE: its short name "
+            "(PlaceOrder) or its whole stable type name (shop.PlaceOrder).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only operations started since WHEN: a time ago (30m, 1h, 2d) or an "
+            "ISO 8601 date or time (UTC unless it says otherwise).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the recent correlation ids with their outcome and message counts."""
+    """List the recent business operations, newest first.
 
-    async def action(message_store: MessageStore, url: str) -> None:
-        recent = await message_store.correlations(limit)
+    One line each: correlation id, root message type, outcome, message and failure
+    counts, who requested it and when it started.
+    """
+    with _user_errors():
+        where = _list_filter(failed, requested_by, type_name, since)
+        wanted = None if type_name is None else type_name.strip()
+
+        async def fetch(message_store: MessageStore, url: StoreUrl) -> list[CorrelationSummary]:
+            return await _summaries(message_store, limit, where, wanted)
+
+        url = _store_url(store)
+        summaries = _query(url, fetch)
         if as_json:
-            _print_json([summary.to_dict() for summary in recent])
+            _print_json([summary.to_dict() for summary in summaries])
             return
         console = _stdout()
-        if not recent:
-            console.print(f"no messages recorded in {url} yet")
+        if not summaries:
+            if where.is_empty:
+                console.print(f"no messages recorded in {printable(url.shown)} yet")
+            else:
+                console.print(f"no operation in {printable(url.shown)} matches the filters")
             return
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        table.add_column("correlation id")
-        table.add_column("first recorded")
-        table.add_column("outcome")
-        table.add_column("messages", justify="right")
-        for summary in recent:
-            table.add_row(
-                summary.correlation_id,
-                _timestamp(summary.first_recorded_at),
-                Text(summary.outcome, style="red" if summary.failed else "green"),
-                str(summary.message_count),
-            )
-        console.print(table)
+        _print_table(console, render_summaries(summaries))
 
-    with _user_errors():
-        _run(store, action)
+
+def _list_filter(
+    failed: bool, requested_by: str | None, type_name: str | None, since: str | None
+) -> RecordFilter:
+    """The filters of ``cqrs list``, checked before the store is opened."""
+    moment = None
+    if since is not None:
+        try:
+            moment = parse_since(since)
+        except (ValueError, OverflowError) as exc:
+            raise CliError(f"--since: {exc}", exit_code=2) from None
+    try:
+        return RecordFilter(
+            requested_by=requested_by,
+            message_type=None if type_name is None else type_name.strip(),
+            outcome="failed" if failed else None,
+            since=moment,
+        )
+    except ValueError as exc:
+        option = "--requested-by" if str(exc).startswith("requested_by") else "--type"
+        raise CliError(f"{option}: {exc}", exit_code=2) from None
 
 
 @app.command()
@@ -664,26 +1069,51 @@ def demo(store: StoreOption = None) -> None:
     """
     from ._demo import run_demo_on  # the demo domain loads only for this command
 
-    async def run() -> None:
-        message_store = await _open(resolve_store_url(store))
-        try:
-            result = await run_demo_on(message_store)
-        finally:
-            await message_store.close()
-        _print_demo(_stdout(), result)
-
     with _user_errors():
-        asyncio.run(run())
+        url = _store_url(store)
+
+        async def run() -> DemoResult:
+            message_store = await _open(url, read_only=False)
+            try:
+                return await run_demo_on(message_store)
+            finally:
+                await message_store.close()
+
+        result = asyncio.run(run())
+        _print_demo(_stdout(), result, url)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def command_to_type(program: str, *, cwd: Path, on_path: str | None) -> str:
+    """How to type the running ``cqrs`` in the shell it runs in.
+
+    ``program`` is the path it was started by (``sys.argv[0]``), ``on_path`` what the
+    shell finds for ``cqrs`` (``shutil.which("cqrs")``).  When ``cqrs`` on the PATH is
+    this very program, that is ``cqrs``; otherwise (after ``make demo``, only
+    ``.venv/bin/cqrs`` is) its path, relative to ``cwd`` when it is inside it.  A
+    program that is not the ``cqrs`` script (a test runner) gives ``cqrs``.
+
+    >>> command_to_type("/repo/.venv/bin/cqrs", cwd=Path("/repo"), on_path=None)
+    '.venv/bin/cqrs'
+    >>> command_to_type("/opt/tools/cqrs", cwd=Path("/home/ada"), on_path=None)
+    '/opt/tools/cqrs'
+    """
+    path = Path(program)
+    if path.stem != "cqrs":
+        return "cqrs"
+    absolute = Path(os.path.abspath(cwd / path))
+    if on_path is not None and Path(os.path.abspath(on_path)) == absolute:
+        return "cqrs"
+    try:
+        relative = absolute.relative_to(cwd)
+    except ValueError:
+        return shlex.quote(str(absolute))
+    return shlex.quote(str(relative) if relative.parent != Path() else f"./{relative}")
 
 
-def _print_demo(console: Console, result: DemoResult) -> None:
+def _print_demo(console: Console, result: DemoResult, url: StoreUrl) -> None:
     console.print(
         f"Two requests arrived at once (asyncio.gather), each under its own correlation id; "
-        f"recorded in {result.store_url} in {result.elapsed_s:.2f} s:"
+        f"recorded in {printable(url.shown)} in {result.elapsed_s:.2f} s:"
     )
     for request in result.requests:
         line = Text(f"  {request.correlation_id}  {request.summary}  -> ")
@@ -691,8 +1121,8 @@ def _print_demo(console: Console, result: DemoResult) -> None:
             line.append(f"{_OK} order {request.order_id} placed", style="green")
         else:
             line.append(
-                f"{_FAILED} the request failed with "
-                f"{type(request.error).__name__}: {request.error}",
+                f"{_FAILED} the request failed with {type(request.error).__name__}: "
+                f"{printable(str(request.error))}",
                 style="red",
             )
         console.print(line)
@@ -700,16 +1130,24 @@ def _print_demo(console: Console, result: DemoResult) -> None:
         console.print()
         _print_trees(console, request.correlation_id, request.trees, full_ids=False)
     console.print()
-    if result.store_url.startswith("memory:"):
+    cqrs = command_to_type(sys.argv[0], cwd=Path.cwd(), on_path=shutil.which("cqrs"))
+    if url.text.lower().startswith("memory:"):
         console.print(
             "memory:// lives only as long as this process: run the demo on "
-            f"{DEFAULT_STORE_URL} to inspect the trees again with `cqrs trace`."
+            f"{DEFAULT_STORE_URL} to inspect the trees again with `{cqrs} trace`."
         )
         return
-    store_flag = f" --store {result.store_url}"
-    console.print("See them again with:")
+    if url.passwords:
+        store_flag = ""
+        console.print(
+            f"See them again with (with ${STORE_URL_ENV} set to {printable(url.shown)}: "
+            "its password is not printed):"
+        )
+    else:
+        store_flag = f" --store {shlex.quote(url.text)}" if url.given else ""
+        console.print("See them again with:")
     for request in result.requests:
-        console.print(f"  cqrs trace {request.correlation_id}{store_flag}")
+        console.print(f"  {cqrs} trace {request.correlation_id}{store_flag}")
     failed = [
         node.record
         for request in result.requests
@@ -718,29 +1156,6 @@ def _print_demo(console: Console, result: DemoResult) -> None:
         if node.record.failed and not any(child.record.failed for child in node.children)
     ]
     for record in failed:
-        console.print(f"  cqrs show {record.message_id}{store_flag}    # where it failed")
-        console.print(f"  cqrs causes {record.message_id}{store_flag}  # how it got there")
-
-
-async def _get(store: MessageStore, message_id: UUID, url: str) -> MessageRecord:
-    record = await store.get(message_id)
-    if record is None:
-        raise CliError(f"no message with id {message_id} in {url}")
-    return record
-
-
-def _subtree(root: MessageRecord, descendants: Sequence[MessageRecord]) -> CausationNode:
-    """Arrange ``trace_effects`` output under its root message, by causation id.
-
-    A descendant whose cause is not among them (it cannot happen in a consistent
-    store) is attached to the root rather than dropped.
-    """
-    nodes = {str(root.message_id): CausationNode(root, [])}
-    for record in descendants:
-        nodes.setdefault(str(record.message_id), CausationNode(record, []))
-    top = nodes[str(root.message_id)]
-    for record in descendants:
-        node = nodes[str(record.message_id)]
-        parent = nodes.get(str(record.causation_id)) if record.causation_id else None
-        (parent if parent is not None and parent is not node else top).children.append(node)
-    return top
+        digits = str(record.message_id)
+        console.print(f"  {cqrs} show {digits}{store_flag}    # where it failed")
+        console.print(f"  {cqrs} causes {digits}{store_flag}  # how it got there")
