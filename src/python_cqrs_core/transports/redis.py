@@ -238,13 +238,17 @@ class RedisTransport(Transport):
         *,
         socket_timeout: float = 10.0,
         socket_connect_timeout: float = 5.0,
+        max_connections: int = 64,
         **options: Any,
     ) -> RedisTransport:
         """A transport with its own connection pool to the Redis at ``url``
         (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
-        ``unix:///path``); ``options`` are those of the constructor.  The pool is
-        closed by :meth:`close`.  The URL is only parsed here: nothing connects
-        until the first command.
+        ``unix:///path``); ``options`` are those of the constructor.
+
+        The pool holds up to ``max_connections``; a command that finds them all busy
+        (a burst of concurrent deliveries) waits for one, up to ``socket_timeout``.
+        It is closed by :meth:`close`.  The URL is only parsed here: nothing
+        connects until the first command.
         """
         shown = mask_url(url)
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
@@ -252,15 +256,19 @@ class RedisTransport(Transport):
         if socket_timeout <= _MAX_BLOCK:
             raise ValueError(f"socket_timeout must exceed {_MAX_BLOCK} s, the longest block")
         try:
-            client = aioredis.Redis.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=socket_timeout,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_connect_timeout,
                 health_check_interval=30,
             )
         except ValueError as exc:  # redis-py's message may quote the URL: never repeat it
             raise ValueError(f"invalid Redis URL {shown}: {type(exc).__name__}") from None
-        return cls(client, owns_client=True, display_url=shown, **options)
+        return cls(
+            aioredis.Redis(connection_pool=pool), owns_client=True, display_url=shown, **options
+        )
 
     def __repr__(self) -> str:
         return f"<RedisTransport {self._display_url} prefix={self.prefix!r}>"
@@ -310,8 +318,12 @@ class RedisTransport(Transport):
 
     async def ensure_group(self, destination: str, group: str) -> None:
         keys = self.keys(destination, group)
+        # A group this transport created before and that is gone now was lost with its
+        # stream (deleted, or a Redis restart without persistence): what the stream
+        # holds now was published after that, so the group takes all of it.
+        start = "0" if (destination, group) in self._ensured else "$"
         with self._guard("create the group of", destination):
-            await self._create_group(keys.stream, group, "$")
+            await self._create_group(keys.stream, group, start)
             await self._create_group(keys.retry, group, "0")
         self._ensured.add((destination, group))
 
@@ -464,7 +476,7 @@ class RedisTransport(Transport):
             return
         self._closed = True
         if self._owns_client:
-            await self.client.aclose()
+            await self.client.aclose(close_connection_pool=True)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -511,7 +523,9 @@ class RedisTransport(Transport):
                     group, consumer, {key: ">"}, count=count, block=block_ms
                 )
             except ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
+                # NOGROUP: the group is gone; UNBLOCKED: its stream was deleted while we
+                # were blocked on it.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
                 if (destination, group) not in self._ensured:
                     raise TransportError(
