@@ -175,3 +175,30 @@ async def test_staged_rows_of_a_chain_that_was_never_recorded_are_swept(tmp_path
         assert not await chain.handled("other", "00000000-0000-4000-8000-000000000002")
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"], indirect=True)
+async def test_a_relay_survives_its_database_failing_and_stops_when_asked(
+    backend: Backend, transport: RecordingTransport, caplog: pytest.LogCaptureFixture
+):
+    await write(backend, "op-a", 1)
+    storage = backend.storage
+    failures = [ConnectionError("the database went away")]
+    real_claim = storage.claim
+
+    async def claim(owner: str, **options: object) -> list:  # type: ignore[type-arg]
+        if failures:
+            raise failures.pop()
+        return await real_claim(owner, **options)  # type: ignore[arg-type]
+
+    storage.claim = claim  # type: ignore[method-assign]
+    relay = OutboxRelay(storage, transport, retry_initial=0.01, poll_interval=0.01)
+    running = asyncio.create_task(relay.run())
+    await eventually(lambda: relay.published == 1, what="the entry published after the failure")
+    relay.stop()
+    await asyncio.wait_for(running, 5)
+    assert "a round failed; retrying" in caplog.text
+
+    stopped_first = OutboxRelay(storage, transport)
+    stopped_first.stop()
+    await asyncio.wait_for(stopped_first.run(), 1)  # a stop before run() is not lost

@@ -230,9 +230,9 @@ class OutboxRelay:
         """Relay until :meth:`stop` is called; the round in hand is finished first.
 
         A storage error (database down) is logged and the round retried after the
-        backoff; the relay keeps running.
+        backoff; the relay keeps running.  A relay that was stopped stays stopped (a
+        :meth:`stop` that comes before :meth:`run` starts is not lost).
         """
-        self._stopping.clear()
         while not self._stopping.is_set():
             try:
                 published = await self.run_once()
