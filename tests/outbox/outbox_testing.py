@@ -40,13 +40,8 @@ from python_cqrs_core.outbox.sqlalchemy import (
     session_transaction,
 )
 from python_cqrs_core.store import MessageRecorder, open_store
-from python_cqrs_core.transports import Routes
-from python_cqrs_core.transports.base import (
-    DeadLetter,
-    Delivery,
-    Transport,
-    TransportError,
-)
+from python_cqrs_core.transports import MemoryTransport, Routes
+from python_cqrs_core.transports.base import Delivery, TransportError
 
 BACKENDS = ["sqlalchemy", "asyncpg", "sqlite"]
 
@@ -97,64 +92,30 @@ class Published:
         return CODEC.decode(self.headers, self.body).message
 
 
-class RecordingTransport(Transport):
-    """A broker double for the relay: keeps what is published, in order, and refuses
-    every publish while ``down`` is set.  (Consumers are not its business: the other
-    methods are not used by the relay and say so.)"""
-
-    name = "recording"
+class RecordingTransport(MemoryTransport):
+    """The in-memory broker, keeping a list of what it took, in order, and refusing
+    every publish while ``down`` is set (a broker outage at will)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.published: list[Published] = []
         self.down = False
-        self.refused = 0
 
     async def publish(self, destination: str, headers: Mapping[str, str], body: bytes) -> str:
         if self.down:
-            self.refused += 1
             raise TransportError("connection refused (the broker is down)")
+        broker_id = await super().publish(destination, headers, body)
         self.published.append(Published(destination, headers, body))
-        return str(len(self.published))
+        return broker_id
 
     def ids(self) -> list[str]:
         return [p.message_id for p in self.published]
-
-    async def ensure_group(self, destination: str, group: str) -> None:
-        raise NotImplementedError("the relay only publishes")
-
-    async def receive(
-        self, destination: str, group: str, consumer: str, *, count: int = 10, wait: float = 1.0
-    ) -> list[Delivery]:
-        raise NotImplementedError("the relay only publishes")
-
-    async def ack(self, delivery: Delivery) -> None:
-        raise NotImplementedError("the relay only publishes")
-
-    async def retry(self, delivery: Delivery, *, delay: float, reason: str) -> None:
-        raise NotImplementedError("the relay only publishes")
-
-    async def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
-        raise NotImplementedError("the relay only publishes")
-
-    async def dead_letters(
-        self, destination: str, *, limit: int = 50, after: str | None = None
-    ) -> list[DeadLetter]:
-        raise NotImplementedError("the relay only publishes")
-
-    async def replay(self, dead_letter: DeadLetter) -> str:
-        raise NotImplementedError("the relay only publishes")
-
-    async def lag(self, destination: str, group: str) -> int:
-        raise NotImplementedError("the relay only publishes")
-
-    async def close(self) -> None:
-        return None
 
 
 def delivery_of(published: Published, attempt: int = 1) -> Delivery:
     """What a broker would hand a consumer for ``published``."""
     return Delivery(
-        transport="recording",
+        transport="memory",
         destination=published.destination,
         group="billing",
         delivery_id=f"d-{secrets.token_hex(4)}",

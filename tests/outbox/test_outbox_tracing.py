@@ -71,7 +71,7 @@ async def test_each_publish_is_a_producer_span_under_the_dispatching_span_and_it
     assert publish.context.trace_id == request.trace_id
     assert [link.context.span_id for link in publish.links] == [round_span.context.span_id]
     assert publish.attributes[ATTR_MESSAGING_DESTINATION_NAME] == "inventory.events"
-    assert publish.attributes[ATTR_MESSAGING_SYSTEM] == "recording"
+    assert publish.attributes[ATTR_MESSAGING_SYSTEM] == "memory"
     assert publish.attributes[ATTR_CORRELATION_ID] == "op-1"
 
     traceparent = transport.published[0].headers["traceparent"]
