@@ -136,11 +136,9 @@ async def test_a_schema_newer_than_the_library_is_refused(postgres_url: str):
         await PostgresOutbox.connect(postgres_url, **settings)
 
 
-def test_a_url_that_is_not_postgresql_is_refused_without_its_password():
+async def test_a_url_that_is_not_postgresql_is_refused_without_its_password():
     with pytest.raises(ValueError, match=r"not a PostgreSQL URL") as caught:
-        import asyncio
-
-        asyncio.run(PostgresOutbox.connect("mysql://app:secret@db/orders"))
+        await PostgresOutbox.connect("mysql://app:secret@db/orders")
     assert "secret" not in str(caught.value)
 
 
