@@ -138,6 +138,9 @@ EXTRA_OF = {
     "python_cqrs_core.outbox.tracing": "otel",
     "python_cqrs_core.integrations.faststream": "faststream",
     "python_cqrs_core.transports.redis": "redis",
+    "python_cqrs_core.apps.observatory": "observatory",
+    "python_cqrs_core.apps.observatory.app": "observatory",
+    "python_cqrs_core.apps.observatory.security": "observatory",
 }
 # Modules that use an extra's library when it is installed, importing it lazily inside a
 # function guarded by ``except ImportError`` (the runtime test below checks that merely
