@@ -140,7 +140,11 @@ EXTRA_OF = {
     "python_cqrs_core.transports.redis": "redis",
     "python_cqrs_core.apps.observatory": "observatory",
     "python_cqrs_core.apps.observatory.app": "observatory",
+    "python_cqrs_core.apps.observatory.feed": "observatory",
+    "python_cqrs_core.apps.observatory.metrics": "observatory",
+    "python_cqrs_core.apps.observatory.models": "observatory",
     "python_cqrs_core.apps.observatory.security": "observatory",
+    "python_cqrs_core.apps.observatory.views": "observatory",
 }
 # Modules that use an extra's library when it is installed, importing it lazily inside a
 # function guarded by ``except ImportError`` (the runtime test below checks that merely
