@@ -12,7 +12,8 @@ from outbox_testing import (
 )
 
 from python_cqrs_core.outbox import NoOutboxTransactionError, OutboxRelay
-from python_cqrs_core.outbox.postgres import connection_transaction
+from python_cqrs_core.outbox.postgres import connection_transaction, current_connection
+from python_cqrs_core.outbox.sqlalchemy import current_session
 
 
 async def relay_all(backend: Backend, transport: RecordingTransport) -> int:
@@ -127,3 +128,10 @@ async def test_a_message_dispatched_twice_is_in_the_outbox_once(
         async with backend.transaction():
             await backend.bus.publish(event)
     assert await relay_all(backend, transport) == 1
+
+
+async def test_handlers_reach_the_transaction_only_inside_one():
+    with pytest.raises(NoOutboxTransactionError, match="session_transaction"):
+        current_session()
+    with pytest.raises(NoOutboxTransactionError, match="connection_transaction"):
+        current_connection()
