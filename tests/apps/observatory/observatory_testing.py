@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import uvicorn
@@ -87,11 +88,8 @@ MESSAGES_PER_ORDER = 3
 async def place(bus: Mediator, order_id: int, *, user: str = "user:ada") -> str:
     """Dispatch one order under its own correlation id ``order-<id>``; returns it."""
     correlation_id = f"order-{order_id}"
-    with correlation_scope(correlation_id, requested_by=user):
-        try:
-            await bus.send(PlaceOrder(order_id=order_id, email=EMAIL))
-        except MailError:
-            pass
+    with correlation_scope(correlation_id, requested_by=user), contextlib.suppress(MailError):
+        await bus.send(PlaceOrder(order_id=order_id, email=EMAIL))
     return correlation_id
 
 
@@ -138,13 +136,30 @@ async def running(app: object) -> AsyncIterator[httpx.AsyncClient]:
         listener.close()
 
 
-def writer_command(url: str, count: int, *extra: str) -> list[str]:
-    """The command line of another process recording ``count`` orders into ``url``."""
-    return [sys.executable, str(HERE / "observatory_testing.py"), "chains", url, str(count), *extra]
+def writer_command(
+    url: str, count: int, *extra: str, options: dict[str, Any] | None = None
+) -> list[str]:
+    """The command line of another process recording ``count`` orders into ``url``
+    (opened with ``options``: a PostgreSQL schema's ``search_path``)."""
+    command = [sys.executable, str(HERE / "observatory_testing.py"), "chains", url, str(count)]
+    settings = (options or {}).get("server_settings")
+    if settings:
+        command += ["--search-path", settings["search_path"]]
+    return [*command, *extra]
 
 
-async def _write(url: str, count: int, rate: float | None, seconds: float | None, first: int) -> int:
-    store = await open_store(url)
+async def _write(
+    url: str,
+    count: int,
+    rate: float | None,
+    seconds: float | None,
+    first: int,
+    search_path: str | None,
+) -> int:
+    options: dict[str, Any] = {}
+    if search_path:
+        options["server_settings"] = {"search_path": search_path}
+    store = await open_store(url, **options)
     bus = build_shop()
     recorder = MessageRecorder(store, service="writer").install(bus)
     print("ready", flush=True)
@@ -183,8 +198,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--first", type=int, default=1)
+    parser.add_argument("--search-path")
     options = parser.parse_args()
-    asyncio.run(_write(options.url, options.count, options.rate, options.seconds, options.first))
+    asyncio.run(
+        _write(
+            options.url,
+            options.count,
+            options.rate,
+            options.seconds,
+            options.first,
+            options.search_path,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ says, and that a bad request is a 400 naming the parameter."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
-from observatory_testing import EMAIL, HTML_ERROR, MESSAGES_PER_ORDER, SCRIPT
+from observatory_testing import EMAIL, HTML_ERROR, MESSAGES_PER_ORDER, SCRIPT, record_orders
+from prometheus_client.parser import text_string_to_metric_families
 
 from python_cqrs_core.apps.observatory.models import (
     FailuresModel,
@@ -142,7 +144,7 @@ async def test_the_waterfall_puts_every_handler_on_one_time_axis(client):
     slowest = max(rows, key=lambda row: row["duration_ms"])
     assert slowest["slowest"]
     for row in rows:
-        assert 0 <= row["left"] and row["left"] + row["width"] <= 100.0001
+        assert row["left"] >= 0 and row["left"] + row["width"] <= 100.0001
         assert row["start_ms"] + row["duration_ms"] <= waterfall["span_ms"] + 1e-6
     # The event's two subscribers ran one after the other.
     reserve, mail = rows[1], rows[2]
@@ -171,7 +173,7 @@ async def test_a_message_has_its_causes_effects_and_headers(client):
 
 
 async def test_a_failed_message_shows_its_whole_error(client):
-    failed = (await get(client, "/api/records", type="obs.OrderPlaced", outcome="failed"))
+    failed = await get(client, "/api/records", type="obs.OrderPlaced", outcome="failed")
     view = await get(client, f"/api/messages/{failed['records'][0]['message_id']}")
     assert view["error_message"] == HTML_ERROR  # both lines: a detail view shows it all
 
@@ -186,7 +188,12 @@ async def test_a_message_that_is_not_stored_is_404_and_a_bad_id_400(client):
 async def test_search_finds_a_message_by_id_or_unique_prefix(client):
     records = (await get(client, "/api/records", type="obs.ReserveStock", limit=1))["records"]
     message_id = records[0]["message_id"]
-    for query in (message_id, message_id[:8], message_id[:8].upper(), message_id.replace("-", "")[:12]):
+    for query in (
+        message_id,
+        message_id[:8],
+        message_id[:8].upper(),
+        message_id.replace("-", "")[:12],
+    ):
         found = await get(client, "/api/search", q=query)
         assert [m["message_id"] for m in found["messages"]] == [message_id], query
 
@@ -250,7 +257,9 @@ async def test_the_openapi_document_describes_every_endpoint(client):
         "/api/status",
         "/metrics",
     }
-    assert not any(path.startswith(("/timeline", "/login", "/static")) for path in document["paths"])
+    assert not any(
+        path.startswith(("/timeline", "/login", "/static")) for path in document["paths"]
+    )
     stream = document["paths"]["/api/stream"]["get"]["responses"]["200"]["content"]
     assert "text/event-stream" in stream
     assert "RecordModel" in document["components"]["schemas"]
@@ -269,9 +278,6 @@ async def test_status_says_which_store_and_how_far_the_feed_read(client, reader)
 async def test_metrics_count_what_the_feed_followed_in_the_prometheus_format(
     client: httpx.AsyncClient, writer: MessageStore
 ):
-    from observatory_testing import record_orders
-    from prometheus_client.parser import text_string_to_metric_families
-
     await record_orders(writer, range(100, 104), service="billing")
     samples: dict[str, Any] = {}
     for _ in range(100):
@@ -283,20 +289,26 @@ async def test_metrics_count_what_the_feed_followed_in_the_prometheus_format(
         }
         key = (
             "cqrs_observatory_records_total",
-            (("kind", "command"), ("message_type", "obs.PlaceOrder"), ("outcome", "failed"),
-             ("service", "billing")),
+            (
+                ("kind", "command"),
+                ("message_type", "obs.PlaceOrder"),
+                ("outcome", "failed"),
+                ("service", "billing"),
+            ),
         )
         if key in samples:
             break
-        import asyncio
-
         await asyncio.sleep(0.05)
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert samples[key] == 1  # order 103 failed
     placed = (
         "cqrs_observatory_records_total",
-        (("kind", "command"), ("message_type", "obs.PlaceOrder"), ("outcome", "succeeded"),
-         ("service", "billing")),
+        (
+            ("kind", "command"),
+            ("message_type", "obs.PlaceOrder"),
+            ("outcome", "succeeded"),
+            ("service", "billing"),
+        ),
     )
     assert samples[placed] == 3
     assert samples[("cqrs_observatory_store_position", ())] == await writer.last_position()
