@@ -95,12 +95,15 @@ class RedisInbox(Inbox):
     async def seen(self, group: str, message_id: UUID) -> bool:
         key = self.key(group, message_id)
         with self.transport._guard("check the inbox of", group):
-            return bool(await self.transport.client.exists(key))
+            return bool(await self.transport._batched(lambda pipe: pipe.exists(key)))
 
     async def mark(self, group: str, message_id: UUID) -> bool:
         key = self.key(group, message_id)
+        expiry = int(self.ttl * 1000)
         with self.transport._guard("mark the inbox of", group):
-            created = await self.transport.client.set(key, b"1", nx=True, px=int(self.ttl * 1000))
+            created = await self.transport._batched(
+                lambda pipe: pipe.set(key, b"1", nx=True, px=expiry)
+            )
         return bool(created)
 
     def __repr__(self) -> str:

@@ -50,6 +50,7 @@ stream (a restart without persistence) is created again from the start of the st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -57,13 +58,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from ..names import TRANSPORT_LOGGER
@@ -229,6 +231,9 @@ class RedisTransport(Transport):
         self._dead_letter_script = client.register_script(_DEAD_LETTER)
         self._replay_script = client.register_script(_REPLAY)
         self._nonce = itertools.count()
+        self._pending_commands: list[tuple[Callable[[Pipeline], object], asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._pending_acks: dict[tuple[str, str], list[tuple[str, asyncio.Future[Any]]]] = {}
         self._closed = False
 
     @classmethod
@@ -311,7 +316,7 @@ class RedisTransport(Transport):
         elif self.max_age is not None:
             trim = {"minid": f"{int((time.time() - self.max_age) * 1000)}-0", "approximate": True}
         with self._guard("publish", destination):
-            entry_id = await self.client.xadd(key, fields, **trim)  # type: ignore[arg-type]
+            entry_id = await self._batched(lambda pipe: pipe.xadd(key, fields, **trim))  # type: ignore[arg-type]
         return _text(entry_id)
 
     # -- consuming ----------------------------------------------------------------------
@@ -376,7 +381,7 @@ class RedisTransport(Transport):
                     pipe.xdel(stream, entry_id)
                     await pipe.execute()
             else:
-                await self.client.xack(stream, delivery.group, entry_id)
+                await self._ack_soon(stream, delivery.group, entry_id)
 
     async def retry(self, delivery: Delivery, *, delay: float, reason: str) -> None:
         keys = self.keys(delivery.destination, delivery.group)
@@ -497,6 +502,75 @@ class RedisTransport(Transport):
                 f"could not {operation} {destination!r} on {self._display_url}: "
                 f"{type(exc).__name__}: {safe_reason(str(exc))}"
             ) from exc
+
+    def _batched(self, command: Callable[[Pipeline], object]) -> asyncio.Future[Any]:
+        """Send ``command(pipeline)`` (one command) with every other command issued in
+        this turn of the event loop, as one pipeline: a hundred deliveries acknowledged
+        at once cost one round trip, not a hundred.  The future gets the reply, or the
+        error (a ``RedisError``; raised by the awaiting caller inside its guard)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending_commands.append((command, future))
+        if len(self._pending_commands) == 1:
+            loop.call_soon(self._flush_commands)
+        return future
+
+    def _flush_commands(self) -> None:
+        batch, self._pending_commands = self._pending_commands, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send_batch(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    def _ack_soon(self, stream: str, group: str, entry_id: str) -> asyncio.Future[Any]:
+        """Acknowledge ``entry_id`` with the other entries of the same stream and group
+        acknowledged in this turn of the event loop: one ``XACK`` for all of them."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        waiting = self._pending_acks.setdefault((stream, group), [])
+        waiting.append((entry_id, future))
+        if len(waiting) == 1:
+            loop.call_soon(self._flush_acks, stream, group)
+        return future
+
+    def _flush_acks(self, stream: str, group: str) -> None:
+        waiting = self._pending_acks.pop((stream, group), [])
+        ids = [entry_id for entry_id, _ in waiting]
+        sent = self._batched(lambda pipe: pipe.xack(stream, group, *ids))
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            error = done.exception() if not done.cancelled() else RedisError("cancelled")
+            for _, future in waiting:
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+        sent.add_done_callback(settle)
+
+    async def _send_batch(
+        self, batch: list[tuple[Callable[[Pipeline], object], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for command, _ in batch:
+                    command(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError, asyncio.CancelledError) as exc:
+            error = exc if not isinstance(exc, asyncio.CancelledError) else RedisError("cancelled")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
     async def _create_group(self, key: str, group: str, start: str) -> None:
         try:

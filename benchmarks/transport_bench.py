@@ -1,0 +1,388 @@
+"""Events through a broker, end to end: ours against a bare redis-py loop and FastStream.
+
+    .venv/bin/python benchmarks/transport_bench.py                 # every leg
+    .venv/bin/python benchmarks/transport_bench.py --events 20000 --rate 2000
+    .venv/bin/python benchmarks/transport_bench.py --store sqlite:///tmp/bench.db
+    .venv/bin/python benchmarks/transport_bench.py --legs bare,ours --json
+
+Every leg runs against the same Redis (``--redis``, default the local one), on a
+stream of its own that is deleted afterwards, and measures two things:
+
+1. **throughput**: ``--events`` events published as fast as the producer can (up to
+   ``--window`` publishes in flight) while one consumer handles them; events/s from
+   the first publish to the last event handled;
+2. **latency** at a fixed offered rate: ``--rate`` events/s for ``--seconds``
+   seconds; p50 and p99 of "handled" minus the event's ``requested_at``.
+
+The legs (``LEGS``; add one with a function of the same shape):
+
+- ``bare``: the floor.  ``XADD`` a JSON payload; one consumer loop ``XREADGROUP``s
+  up to 100 entries, parses each, and ``XACK``s each after handling it;
+- ``bare-pipelined``: the same loop with the round trips ours saves: one ``XACK``
+  per batch read, and the ``XADD``s of one event-loop turn sent as one pipeline;
+- ``ours``: a producer ``Mediator`` with a :class:`DirectPublisher` (``bus.publish``
+  encodes with the envelope codec and ``XADD``s through :class:`RedisTransport`), and
+  a :class:`Consumer` with every guarantee on: decode and validate, the Redis inbox
+  (check before, mark after), dispatch through a ``Mediator`` as the parent, ack
+  after success, retries and dead letters configured;
+- ``ours+store``: the same, with a ``MessageRecorder`` on the consumer's bus writing
+  to ``--store`` (only with ``--store``);
+- ``faststream``: FastStream's Redis stream subscriber (consumer group, ack after the
+  handler) and ``broker.publish``.
+
+The legs run in turns, ``--repeat`` rounds (3 by default), and each figure shown is
+the median of its leg's rounds: the machine is shared and has two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from python_cqrs_core import BaseEvent, Mediator, MessageRegistry
+from python_cqrs_core.codec import EnvelopeCodec
+from python_cqrs_core.store import MessageRecorder, open_store
+from python_cqrs_core.transports import Consumer, DirectPublisher, RedisInbox, Routes
+from python_cqrs_core.transports.redis import RedisTransport
+
+DEFAULT_REDIS = os.environ.get("CQRS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class OrderPlaced(BaseEvent):
+    __message_type__ = "bench.OrderPlaced"
+    order_id: int
+    sku: str
+    quantity: int
+
+
+@dataclass
+class Figures:
+    leg: str
+    events: int
+    seconds: float
+    events_per_second: float
+    rate: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+
+
+class Sink:
+    """Counts handled events and keeps their latency (handled minus requested_at)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.done = asyncio.Event()
+        self.expected = 0
+
+    def expect(self, count: int) -> None:
+        self.latencies = []
+        self.expected = count
+        self.done.clear()
+
+    def handled(self, requested_at: datetime) -> None:
+        self.latencies.append((datetime.now(UTC) - requested_at).total_seconds())
+        if len(self.latencies) >= self.expected:
+            self.done.set()
+
+
+# A leg: given the sink, it starts its consumer and returns (publish, stop):
+# ``publish(n)`` publishes event number n; ``stop()`` stops and cleans up.
+Publish = Callable[[int], Awaitable[None]]
+Stop = Callable[[], Awaitable[None]]
+Leg = Callable[[argparse.Namespace, str, Sink], Awaitable[tuple[Publish, Stop]]]
+
+
+def new_event(n: int) -> OrderPlaced:
+    return OrderPlaced(order_id=n, sku=f"SKU-{n % 1000}", quantity=n % 5 + 1)
+
+
+async def bare_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    # the same kind of pool as RedisTransport.from_url: bursts wait for a connection
+    pool = aioredis.BlockingConnectionPool.from_url(args.redis, max_connections=64)
+    client = aioredis.Redis(connection_pool=pool)
+    await client.xgroup_create(stream, "bench", "$", mkstream=True)
+    running = True
+
+    async def consume() -> None:
+        while running:
+            response = await client.xreadgroup("bench", "c-1", {stream: ">"}, count=100, block=100)
+            for _, entries in response or []:
+                for entry_id, fields in entries:
+                    payload = json.loads(fields[b"payload"])
+                    sink.handled(datetime.fromisoformat(payload["requested_at"]))
+                    await client.xack(stream, "bench", entry_id)
+
+    task = asyncio.create_task(consume())
+
+    async def publish(n: int) -> None:
+        event = new_event(n)
+        payload = event.model_dump_json()
+        await client.xadd(stream, {"payload": payload})
+
+    async def stop() -> None:
+        nonlocal running
+        running = False
+        await task
+        await client.delete(stream)
+        await client.aclose(close_connection_pool=True)
+
+    return publish, stop
+
+
+async def bare_pipelined_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    """The floor with the same round-trip savings as ours: one ``XACK`` per batch read,
+    and the ``XADD``s issued in one turn of the event loop sent as one pipeline."""
+    client = aioredis.Redis.from_url(args.redis)
+    await client.xgroup_create(stream, "bench", "$", mkstream=True)
+    running = True
+    queued: list[tuple[str, asyncio.Future[None]]] = []
+
+    async def consume() -> None:
+        while running:
+            response = await client.xreadgroup("bench", "c-1", {stream: ">"}, count=100, block=100)
+            for _, entries in response or []:
+                for _, fields in entries:
+                    payload = json.loads(fields[b"payload"])
+                    sink.handled(datetime.fromisoformat(payload["requested_at"]))
+                if entries:
+                    await client.xack(stream, "bench", *(entry_id for entry_id, _ in entries))
+
+    async def flush() -> None:
+        batch = queued[:]
+        queued.clear()
+        async with client.pipeline(transaction=False) as pipe:
+            for payload, _ in batch:
+                pipe.xadd(stream, {"payload": payload})
+            await pipe.execute()
+        for _, future in batch:
+            future.set_result(None)
+
+    task = asyncio.create_task(consume())
+    flushing: set[asyncio.Task[None]] = set()
+
+    async def publish(n: int) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued.append((new_event(n).model_dump_json(), future))
+        if len(queued) == 1:
+            flusher = asyncio.get_running_loop().create_task(flush())
+            flushing.add(flusher)
+            flusher.add_done_callback(flushing.discard)
+        await future
+
+    async def stop() -> None:
+        nonlocal running
+        running = False
+        await task
+        await client.delete(stream)
+        await client.aclose()
+
+    return publish, stop
+
+
+async def ours_leg(
+    args: argparse.Namespace, stream: str, sink: Sink, *, store_url: str | None = None
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    prefix = stream + ":"
+    transport = RedisTransport.from_url(args.redis, prefix=prefix)
+    codec = EnvelopeCodec(MessageRegistry([OrderPlaced]))
+    producer = Mediator()
+    DirectPublisher(transport, codec, Routes({OrderPlaced: "orders"})).install(producer)
+
+    consumer_bus = Mediator()
+    store = recorder = None
+    if store_url is not None:
+        store = await open_store(store_url)
+        recorder = MessageRecorder(store, service="bench").install(consumer_bus)
+
+    async def on_placed(event: OrderPlaced) -> None:
+        sink.handled(event.requested_at)
+
+    consumer_bus.subscribe(OrderPlaced, on_placed)
+    consumer = Consumer(
+        consumer_bus,
+        transport,
+        codec,
+        "orders",
+        "bench",
+        name="c-1",
+        inbox=RedisInbox(transport),
+        batch_size=100,
+        wait=0.1,
+    )
+    await transport.ensure_group("orders", "bench")
+    consumer.start()
+
+    async def publish(n: int) -> None:
+        await producer.publish(new_event(n))
+
+    async def stop() -> None:
+        await consumer.stop()
+        if recorder is not None and store is not None:
+            await recorder.close()
+            await store.close()
+        keys = [key async for key in transport.client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await transport.client.delete(*keys[start : start + 1000])
+        await transport.close()
+
+    return publish, stop
+
+
+async def ours_store_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    return await ours_leg(args, stream, sink, store_url=args.store)
+
+
+async def faststream_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    from faststream.redis import RedisBroker, StreamSub
+
+    broker = RedisBroker(args.redis, logger=None, max_connections=512)
+
+    @broker.subscriber(stream=StreamSub(stream, group="bench", consumer="c-1", max_records=100))
+    async def on_placed(event: dict[str, Any]) -> None:
+        sink.handled(datetime.fromisoformat(event["requested_at"]))
+
+    await broker.start()
+
+    async def publish(n: int) -> None:
+        await broker.publish(new_event(n).model_dump(mode="json"), stream=stream)
+
+    async def stop() -> None:
+        await broker.stop()
+        client = aioredis.Redis.from_url(args.redis)
+        await client.delete(stream)
+        await client.aclose()
+
+    return publish, stop
+
+
+LEGS: dict[str, Leg] = {
+    "bare": bare_leg,
+    "bare-pipelined": bare_pipelined_leg,
+    "ours": ours_leg,
+    "ours+store": ours_store_leg,
+    "faststream": faststream_leg,
+}
+
+
+async def throughput(publish: Publish, sink: Sink, events: int, window: int) -> float:
+    sink.expect(events)
+    started = time.perf_counter()
+    for start in range(0, events, window):
+        await asyncio.gather(*(publish(n) for n in range(start, min(start + window, events))))
+    await asyncio.wait_for(sink.done.wait(), 300)
+    return time.perf_counter() - started
+
+
+async def latency(publish: Publish, sink: Sink, rate: int, seconds: float) -> list[float]:
+    """Publish ``rate`` events/s for ``seconds`` s, in ticks of 10 ms."""
+    total = int(rate * seconds)
+    sink.expect(total)
+    tick = 0.01
+    per_tick = max(rate * tick, 1.0)
+    started = time.perf_counter()
+    sent = 0
+    pending: set[asyncio.Task[None]] = set()
+    while sent < total:
+        due = min(int((time.perf_counter() - started) / tick * per_tick) + 1, total)
+        while sent < due:
+            task = asyncio.create_task(publish(sent))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            sent += 1
+        await asyncio.sleep(tick)
+    await asyncio.gather(*pending)
+    await asyncio.wait_for(sink.done.wait(), 300)
+    return sink.latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+async def run_leg(name: str, args: argparse.Namespace) -> Figures:
+    sink = Sink()
+    stream = f"bench:{name}:{secrets.token_hex(4)}"
+    publish, stop = await LEGS[name](args, stream, sink)
+    try:
+        await throughput(publish, sink, min(500, args.events), args.window)  # warm up
+        seconds = await throughput(publish, sink, args.events, args.window)
+        latencies = await latency(publish, sink, args.rate, args.seconds)
+    finally:
+        await stop()
+    return Figures(
+        leg=name,
+        events=args.events,
+        seconds=round(seconds, 3),
+        events_per_second=round(args.events / seconds),
+        rate=args.rate,
+        latency_p50_ms=round(percentile(latencies, 0.50) * 1000, 2),
+        latency_p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+    )
+
+
+def median_of(runs: list[Figures]) -> Figures:
+    """The median of each figure over the runs of one leg (legs run in turns, so a
+    burst of load on the shared machine hits every leg)."""
+    return Figures(
+        leg=runs[0].leg,
+        events=runs[0].events,
+        seconds=statistics.median(r.seconds for r in runs),
+        events_per_second=round(statistics.median(r.events_per_second for r in runs)),
+        rate=runs[0].rate,
+        latency_p50_ms=statistics.median(r.latency_p50_ms for r in runs),
+        latency_p99_ms=statistics.median(r.latency_p99_ms for r in runs),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis", default=DEFAULT_REDIS)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=100, help="publishes in flight")
+    parser.add_argument("--rate", type=int, default=1000, help="offered events/s")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--store", default=None, help="store URL for the ours+store leg")
+    parser.add_argument("--legs", default="bare,bare-pipelined,ours,ours+store,faststream")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    legs = [leg for leg in args.legs.split(",") if leg != "ours+store" or args.store]
+    rounds = [[asyncio.run(run_leg(leg, args)) for leg in legs] for _ in range(args.repeat)]
+    results = [median_of([r[i] for r in rounds]) for i in range(len(legs))]
+    if args.json:
+        json.dump([asdict(r) for r in results], sys.stdout, indent=2)
+        print()
+        return
+    floor = next((r.events_per_second for r in results if r.leg == "bare"), None)
+    print(f"{'leg':<15} {'events/s':>9} {'x bare':>7}  {'rate':>5}  {'p50 ms':>7} {'p99 ms':>7}")
+    for r in results:
+        ratio = f"{r.events_per_second / floor:.2f}" if floor else "-"
+        print(
+            f"{r.leg:<15} {r.events_per_second:>9} {ratio:>7}  {r.rate:>5}  "
+            f"{r.latency_p50_ms:>7} {r.latency_p99_ms:>7}"
+        )
+
+
+if __name__ == "__main__":
+    main()
