@@ -20,9 +20,12 @@ import pytest
 from faststream import Context, StreamMessage
 from faststream.nats import JStream, NatsBroker
 from faststream.rabbit import RabbitBroker, RabbitQueue, TestRabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.redis import RedisBroker, TestRedisBroker
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from python_cqrs_core import (
     BaseCommand,
@@ -741,3 +744,30 @@ async def test_an_unknown_type_with_a_broken_id_is_handled_as_a_message_from_out
     assert isinstance(seen[0].correlation_id, UUID) and seen[0].causation_id is None
     assert "header cqrs-message-id" in caplog.text
     assert len(errors) == 1
+
+
+async def test_with_faststream_telemetry_after_it_the_producer_span_is_the_parent_on_the_wire() -> (
+    None
+):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    chains = CQRSMiddleware(CODEC)
+    telemetry = RabbitTelemetryMiddleware(tracer_provider=provider)
+    broker = RabbitBroker(middlewares=[chains, telemetry], decoder=chains.decoder, logger=None)
+    headers: list[dict[str, Any]] = []
+
+    @broker.subscriber("orders")
+    async def consume(event: OrderPlaced, msg: Message) -> None:
+        headers.append(msg.headers)
+
+    event = OrderPlaced(order_id="o-20", correlation_id="op-20")
+    async with TestRabbitBroker(broker):
+        with provider.get_tracer("test").start_as_current_span("checkout") as span:
+            await broker.publish(event, "orders")
+
+    _, trace_id, parent_id, _ = headers[0][names.TRACEPARENT].split("-")
+    producers = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.PRODUCER]
+    assert trace_id == format(span.get_span_context().trace_id, "032x")
+    assert int(parent_id, 16) in {s.context.span_id for s in producers}
+    assert headers[0][names.WIRE_MESSAGE_ID] == str(event.request_id)  # ours are kept
