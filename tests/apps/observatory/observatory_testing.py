@@ -131,6 +131,9 @@ async def running(app: object) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client
     finally:
+        observatory = getattr(app.state, "observatory", None)  # type: ignore[attr-defined]
+        if observatory is not None:
+            observatory.follower.stop()  # ends the open streams, as serve() does
         server.should_exit = True
         await task
         listener.close()

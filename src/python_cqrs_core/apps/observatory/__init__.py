@@ -31,8 +31,10 @@ import asyncio
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from ...store import open_store, url_without_password
 from ...transports import Transport
@@ -53,6 +55,7 @@ def serve(
     port: int = DEFAULT_PORT,
     token: str | None = None,
     transport_url: str | None = None,
+    transport_prefix: str = "",
     dead_letter_destinations: Sequence[str] = (),
     apm_url_template: str | None = None,
     poll_interval: float = 0.25,
@@ -62,8 +65,9 @@ def serve(
     ``store_url`` is opened read-only (``None``: ``CQRS_STORE_URL``, else
     ``sqlite:///cqrs.db``).  ``host`` other than a loopback address requires a
     ``token`` (see :mod:`~python_cqrs_core.apps.observatory.security`).
-    ``transport_url`` (``redis://...``) and ``dead_letter_destinations`` show the
-    dead letters of those destinations; ``apm_url_template`` links traces to an APM.
+    ``transport_url`` (``redis://...``, its keys under ``transport_prefix``) and
+    ``dead_letter_destinations`` show the dead letters of those destinations;
+    ``apm_url_template`` links traces to an APM.
 
     Everything is checked before the server starts: a bad setting is a
     :class:`ValueError`, a store that cannot be opened a
@@ -82,6 +86,7 @@ def serve(
                 store_url,
                 token=token,
                 transport_url=transport_url,
+                transport_prefix=transport_prefix,
                 destinations=dead_letter_destinations,
                 apm_url_template=apm_url_template,
                 poll_interval=poll_interval,
@@ -89,6 +94,23 @@ def serve(
         )
     finally:
         listener.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also ends the live streams when asked to stop: a
+    browser's open stream would otherwise hold the shutdown for its whole grace
+    period."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+        self.loop = asyncio.get_running_loop()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        observatory = getattr(self.app.state, "observatory", None)
+        if observatory is not None:
+            self.loop.call_soon_threadsafe(observatory.follower.stop)
+        super().handle_exit(sig, frame)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -117,6 +139,7 @@ async def _serve(
     *,
     token: str | None,
     transport_url: str | None,
+    transport_prefix: str,
     destinations: Sequence[str],
     apm_url_template: str | None,
     poll_interval: float,
@@ -125,7 +148,7 @@ async def _serve(
     transport: Transport | None = None
     try:
         if transport_url is not None:
-            transport = open_transport(transport_url)
+            transport = open_transport(transport_url, prefix=transport_prefix)
         app = create_app(
             store,
             token=token,
@@ -148,7 +171,7 @@ async def _serve(
             timeout_graceful_shutdown=2,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve(sockets=[listener])
+        await _Server(config, app).serve(sockets=[listener])
     finally:
         if transport is not None:
             await transport.close()

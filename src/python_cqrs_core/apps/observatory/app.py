@@ -454,9 +454,10 @@ def create_app(
     return app
 
 
-def open_transport(url: str) -> Transport:
+def open_transport(url: str, *, prefix: str = "") -> Transport:
     """The transport a URL names: ``redis://``, ``rediss://`` or ``unix://`` (Redis
-    Streams, the ``[redis]`` extra)."""
+    Streams, the ``[redis]`` extra), its keys under ``prefix`` as the application's
+    transport has them (``RedisTransport(prefix=...)``)."""
     if url.split(":", 1)[0].lower() not in ("redis", "rediss", "unix"):
         raise ValueError(
             "transport: the Observatory reads dead letters from Redis Streams "
@@ -464,7 +465,7 @@ def open_transport(url: str) -> Transport:
         )
     from ...transports.redis import RedisTransport
 
-    return RedisTransport.from_url(url)
+    return RedisTransport.from_url(url, prefix=prefix)
 
 
 def _routes(app: FastAPI) -> None:

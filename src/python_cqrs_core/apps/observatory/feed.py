@@ -123,10 +123,15 @@ class FeedFollower:
         self._position = self._start_after = await self.store.last_position()
         self._task = asyncio.create_task(self._follow(), name="cqrs-observatory-feed")
 
-    async def close(self) -> None:
-        """Stop following, and wake every stream so that it ends."""
+    def stop(self) -> None:
+        """End every stream (the server is stopping: its open connections must finish
+        for it to stop quickly); the follower itself is stopped by :meth:`close`."""
         self.closed = True
         self._notify()
+
+    async def close(self) -> None:
+        """Stop following, and wake every stream so that it ends."""
+        self.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

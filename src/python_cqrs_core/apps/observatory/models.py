@@ -190,7 +190,8 @@ class NodeModel(BaseModel):
 
 class WaterfallRowModel(BaseModel):
     """One handler on the operation's time axis: it started ``start_ms`` after the
-    operation did; ``left`` and ``width`` place its bar in percent of the span."""
+    operation did; ``left`` and ``width`` place its bar in percent of the span;
+    ``slowest`` marks the handler with the most time of its own (``self_ms``)."""
 
     message_id: str
     depth: int
@@ -201,6 +202,7 @@ class WaterfallRowModel(BaseModel):
     outcome: Outcome
     start_ms: float
     duration_ms: float
+    self_ms: float = Field(description="its duration less the dispatches it made")
     duration: str
     left: float
     width: float

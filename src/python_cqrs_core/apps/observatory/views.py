@@ -302,12 +302,18 @@ def waterfall(trees: Sequence[CausationNode]) -> dict[str, Any]:
     (``recorded_at``) and lasted ``duration_ms``; its handlers ran one after another
     from its start (the mediator runs an event's subscribers in turn), so each starts
     where the one before it ended.  ``start_ms`` is measured from the operation's
-    first start; ``left`` and ``width`` place the bar in percent of the whole span,
-    and ``slowest`` marks the longest handler.  Clocks of different services may
-    disagree: their bars are placed by each service's own clock.
+    first start; ``left`` and ``width`` place the bar in percent of the whole span.
+
+    A handler's duration includes the dispatches it made (a command handler that
+    publishes an event waits for the event's subscribers), so ``self_ms`` is its own
+    time: its duration less those of the dispatches that started while it ran.
+    ``slowest`` marks the handler with the most time of its own: the slow step.
+    Clocks of different services may disagree: each bar is placed by the clock of the
+    service that recorded it.
     """
     rows: list[dict[str, Any]] = []
     starts: list[datetime] = []
+    dispatches: dict[str, tuple[datetime, float, list[int]]] = {}
     for tree in trees:
         for depth, node in tree.walk():
             record = node.record
@@ -316,6 +322,11 @@ def waterfall(trees: Sequence[CausationNode]) -> dict[str, Any]:
             steps = [(h.handler, h.duration_ms, h.outcome) for h in record.handlers] or [
                 ("(no handler)", took, record.outcome)
             ]
+            dispatches[str(record.message_id)] = (
+                start,
+                took,
+                list(range(len(rows), len(rows) + len(steps))),
+            )
             offset = 0.0
             for handler, took_ms, outcome in steps:
                 starts.append(start)
@@ -330,6 +341,7 @@ def waterfall(trees: Sequence[CausationNode]) -> dict[str, Any]:
                         "outcome": outcome,
                         "offset_ms": offset,
                         "duration_ms": took_ms,
+                        "self_ms": took_ms,
                         "duration": duration(took_ms),
                     }
                 )
@@ -339,8 +351,19 @@ def waterfall(trees: Sequence[CausationNode]) -> dict[str, Any]:
     origin = min(starts)
     for row, start in zip(rows, starts, strict=True):
         row["start_ms"] = (start - origin) / timedelta(milliseconds=1) + row.pop("offset_ms")
+    for tree in trees:
+        for _, node in tree.walk():
+            parent = dispatches[str(node.record.message_id)][2]
+            for child in node.children:
+                child_start, child_took, _ = dispatches[str(child.record.message_id)]
+                at = (child_start - origin) / timedelta(milliseconds=1)
+                # The parent's handler running when the child started: the last one
+                # that had started by then (the first, if clocks put it earlier).
+                during = [i for i in parent if rows[i]["start_ms"] <= at] or parent[:1]
+                row = rows[during[-1]]
+                row["self_ms"] = max(row["self_ms"] - child_took, 0.0)
     span = max(row["start_ms"] + row["duration_ms"] for row in rows) or 1.0
-    slowest = max(rows, key=lambda row: row["duration_ms"])
+    slowest = max(rows, key=lambda row: row["self_ms"])
     for row in rows:
         row["left"] = round(min(row["start_ms"] / span * 100, 100 - _MIN_BAR_PERCENT), 3)
         row["width"] = round(

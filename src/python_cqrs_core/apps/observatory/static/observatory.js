@@ -6,7 +6,9 @@
 (function () {
   const MAX_ROWS = 300;        // rows kept in the live table (older ones page in from the server)
   const MAX_OPERATIONS = 30;   // entries kept in the operations list
-  const FLUSH_MS = 50;         // records are added to the page in batches, at most this often
+  const FLUSH_MS = 200;        // records are added to the page in batches, at most this often
+  const ROWS_PER_FLUSH = 60;   // beyond this, a batch shows its newest rows: nobody reads
+                               // hundreds of rows a second, and the page must stay quick
   const KINDS = new Set(["command", "query", "event"]);
 
   const config = document.getElementById("timeline-config");
@@ -20,9 +22,6 @@
   const news = document.getElementById("operation-news");
   const selected = config.dataset.correlationId || null;
   const counters = document.body.dataset;
-  counters.received = "0";
-  counters.lastEventId = "";
-  counters.outOfOrder = "0";
 
   let received = 0;
   let lastId = -1;
@@ -30,6 +29,16 @@
   let paused = false;
   let queue = [];
   let timer = null;
+  let skipped = 0;
+
+  // What the stream delivered, for people (the status) and for tests (body data-*).
+  function showCounters() {
+    counters.received = String(received);
+    counters.lastEventId = lastId < 0 ? "" : String(lastId);
+    counters.outOfOrder = String(outOfOrder);
+  }
+  showCounters();
+  setInterval(showCounters, 250);
 
   function ownPath(link) {
     return typeof link === "string" && link.startsWith("/") && !link.startsWith("//")
@@ -131,13 +140,17 @@
     const batch = queue;
     queue = [];
     const rows = document.createDocumentFragment();
-    const first = Math.max(batch.length - MAX_ROWS, 0);  // older ones would drop at once
+    const first = Math.max(batch.length - ROWS_PER_FLUSH, 0);
+    skipped += first;
     for (let i = batch.length - 1; i >= first; i--) rows.appendChild(recordRow(batch[i]));
     table.insertBefore(rows, table.firstChild);
     while (table.children.length > MAX_ROWS) table.lastChild.remove();
     for (const r of batch) markOperation(r);
     const empty = document.querySelector(".live .empty");
     if (empty) empty.remove();
+    if (skipped > 0 && !paused) {
+      showStatus("live", "live · " + skipped.toLocaleString() + " fast-moving records not drawn");
+    }
   }
 
   function schedule() {
@@ -158,9 +171,6 @@
     if (!(id > lastId)) outOfOrder += 1;
     lastId = id;
     received += 1;
-    counters.received = String(received);
-    counters.lastEventId = event.lastEventId;
-    counters.outOfOrder = String(outOfOrder);
     let record;
     try {
       record = JSON.parse(event.data);
