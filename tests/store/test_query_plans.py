@@ -17,8 +17,11 @@ from store_testing import create_schema
 from python_cqrs_core.store import RecordFilter, open_store
 from python_cqrs_core.store.columns import POSTGRES, SQLITE
 from python_cqrs_core.store.migrations import LATEST_VERSION
+from python_cqrs_core.store.postgres import _IDS_IN_RANGE as POSTGRES_IDS_IN_RANGE
 from python_cqrs_core.store.postgres import _queries as postgres_queries
+from python_cqrs_core.store.records import id_prefix_bounds
 from python_cqrs_core.store.sql import feed_query, summaries_query
+from python_cqrs_core.store.sqlite import _IDS_IN_RANGE as SQLITE_IDS_IN_RANGE
 from python_cqrs_core.store.sqlite import _queries as sqlite_queries
 
 NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,6 +85,16 @@ def test_sqlite_traversal_queries_search_indexes_and_never_scan_the_table(
     ):
         plan = sqlite_plan(sql, params)
         assert not [s for s in plan if s.startswith("SCAN cqrs_messages")], (name, plan)
+
+
+def test_sqlite_prefix_lookup_scans_a_range_of_the_message_id_index(sqlite_plan: Any) -> None:
+    low, high = id_prefix_bounds("6c1f0d1e")
+    plan = sqlite_plan(SQLITE_IDS_IN_RANGE, (str(low), str(high), 10))
+    assert plan == [
+        "SEARCH cqrs_messages USING COVERING INDEX sqlite_autoindex_cqrs_messages_1 "
+        "(message_id>? AND message_id<?)",
+        "USE TEMP B-TREE FOR ORDER BY",
+    ]
 
 
 @pytest.mark.parametrize(("filters", "index"), READ_INDEXES, ids=str)
@@ -151,6 +164,15 @@ async def test_postgres_traversal_queries_use_indexes(postgres_plan: Any) -> Non
     ):
         plan = await postgres_plan(sql, ("x",))
         assert not [s for s in plan if "Seq Scan on cqrs_messages" in s], (name, plan)
+
+
+async def test_postgres_prefix_lookup_scans_a_range_of_the_message_id_index(
+    postgres_plan: Any,
+) -> None:
+    low, high = id_prefix_bounds("6c1f0d1e")
+    scans = postgres_scans(await postgres_plan(POSTGRES_IDS_IN_RANGE, (str(low), str(high), 10)))
+    on_table = [s for s in scans if "on cqrs_messages" in s]
+    assert len(on_table) == 1 and "Scan using cqrs_messages_message_id_key" in on_table[0], scans
 
 
 @pytest.mark.parametrize(("filters", "index"), READ_INDEXES, ids=str)

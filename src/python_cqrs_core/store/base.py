@@ -29,7 +29,7 @@ from uuid import UUID
 from ..errors import CQRSError
 from ..messages import MessageKind
 from .feed import CorrelationSummary, RecordFilter, check_after, check_before, check_limit
-from .records import CausationNode, MessageRecord, Outcome, assemble_trees
+from .records import CausationNode, MessageRecord, Outcome, assemble_trees, id_prefix_bounds
 
 __all__ = [
     "MessageAlreadyRecordedError",
@@ -169,6 +169,31 @@ class MessageStore(ABC):
         The message itself is not included (even when corrupted links lead back to
         it); ``[]`` if it caused nothing or is not stored.
         """
+
+    async def message_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[UUID]:
+        """The ids of the stored messages whose text (``str(uuid)``) starts with
+        ``prefix``, in recorded order, at most ``limit`` (1 to 10,000).
+
+        What a person types to name a message they saw in a listing (``"6c1f0d1e"``),
+        resolved to the ids it may mean: one id, or several to choose from, or none::
+
+            matches = await store.message_ids_with_prefix("6c1f0d1e", limit=2)
+            if len(matches) == 1:
+                record = await store.get(matches[0])
+
+        ``prefix`` is 1 to 36 characters of a UUID as ``str(uuid)`` writes it
+        (lower-case hex digits, dashes in their places); anything else is a
+        :class:`ValueError` naming it.  Every backend answers from its ``message_id``
+        index, scanning the range of ids the prefix covers, never the store.
+        """
+        low, high = id_prefix_bounds(prefix)
+        return await self.fetch_message_ids(low, high, check_limit(limit))
+
+    @abstractmethod
+    async def fetch_message_ids(self, low: UUID, high: UUID, limit: int) -> list[UUID]:
+        """The backend's part of :meth:`message_ids_with_prefix`: the ids from ``low``
+        to ``high`` (both included), in recorded order, at most ``limit``; the
+        arguments are already checked."""
 
     async def build_causation_tree(self, correlation_id: str | UUID) -> list[CausationNode]:
         """The causation trees of one correlation id: one per root, in recorded order.

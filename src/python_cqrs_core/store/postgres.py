@@ -104,6 +104,13 @@ ORDER BY b.ord
 
 _APPEND: Final = _append_statement()
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
+# A range of the message_id index, then sorted by position; MATERIALIZED keeps the
+# planner from walking the whole table in position order to skip the sort.
+_IDS_IN_RANGE: Final = (
+    "WITH found AS MATERIALIZED (SELECT message_id, position FROM cqrs_messages "
+    "WHERE message_id BETWEEN $1 AND $2) "
+    "SELECT message_id FROM found ORDER BY position LIMIT $3"
+)
 _STORE_TABLES: Final = (
     "SELECT to_regclass('cqrs_messages') IS NOT NULL "
     "AND to_regclass('cqrs_schema_version') IS NOT NULL"
@@ -339,6 +346,11 @@ class PostgresStore(MessageStore):
 
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
         return await self._fetch(self._queries.effects, id_text(message_id))
+
+    async def fetch_message_ids(self, low: UUID, high: UUID, limit: int) -> list[UUID]:
+        self._check_open()
+        rows = await self._pool.fetch(_IDS_IN_RANGE, str(low), str(high), limit)
+        return [UUID(row[0]) for row in rows]
 
     async def fetch_records(
         self, after: int, limit: int, where: RecordFilter

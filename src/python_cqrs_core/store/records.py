@@ -58,6 +58,7 @@ __all__ = [
     "Outcome",
     "RecordNotReconstructibleError",
     "assemble_trees",
+    "id_prefix_bounds",
     "id_text",
     "order_chain",
     "redact",
@@ -112,6 +113,47 @@ def id_text(value: UUID | str) -> str:
     except ValueError:
         # Not an id the library would ever store: looked up as is, it matches nothing.
         return str(value)
+
+
+_DASHES = frozenset((8, 13, 18, 23))  # where str(uuid) writes its dashes
+_HEX = frozenset("0123456789abcdef")
+
+
+def id_prefix_bounds(prefix: object) -> tuple[UUID, UUID]:
+    """The smallest and the largest UUID whose text (``str(uuid)``) starts with
+    ``prefix``: the range of the ``message_id`` index a prefix lookup scans.
+
+    ``prefix`` is 1 to 36 characters of a UUID as ``str(uuid)`` writes it: lower-case
+    hex digits, with the dashes in their places (characters 9, 14, 19 and 24).
+    Anything else is a :class:`ValueError` naming the prefix.  Both bounds are whole
+    UUIDs, so the range means the same under any collation a database sorts text by.
+
+    >>> low, high = id_prefix_bounds("6c1f0d1e-8f")
+    >>> str(low), str(high)
+    ('6c1f0d1e-8f00-0000-0000-000000000000', '6c1f0d1e-8fff-ffff-ffff-ffffffffffff')
+    >>> id_prefix_bounds("6C1F")
+    Traceback (most recent call last):
+        ...
+    ValueError: prefix must be 1 to 36 characters of a message id as str(uuid) writes it \
+(lower-case hex digits, dashes as characters 9, 14, 19 and 24), got '6C1F'
+    """
+    shaped = isinstance(prefix, str) and 1 <= len(prefix) <= 36
+    if shaped:
+        for index, char in enumerate(cast(str, prefix)):
+            if (char != "-") if index in _DASHES else (char not in _HEX):
+                shaped = False
+                break
+    if not shaped:
+        shown = repr(prefix) if len(repr(prefix)) <= 60 else repr(prefix)[:57] + "..."
+        raise ValueError(
+            "prefix must be 1 to 36 characters of a message id as str(uuid) writes it "
+            "(lower-case hex digits, dashes as characters 9, 14, 19 and 24), "
+            f"got {shown}"
+        )
+    digits = cast(str, prefix).replace("-", "")
+    free_bits = 4 * (32 - len(digits))
+    low = int(digits, 16) << free_bits
+    return UUID(int=low), UUID(int=low | ((1 << free_bits) - 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,13 @@ _CORRELATION: Final = _WRITER.index("correlation_id")
 _OPENS: Final = len(_WRITER.names)
 _KNOWN_CORRELATION: Final = "SELECT 1 FROM cqrs_messages WHERE correlation_id = ? LIMIT 1"
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
+# A range of the message_id index, then sorted by position: "+position" keeps SQLite
+# from walking the whole table in position order instead (it has no statistics to
+# tell it that the range is small).
+_IDS_IN_RANGE: Final = (
+    "SELECT message_id FROM cqrs_messages WHERE message_id BETWEEN ? AND ? "
+    "ORDER BY +position LIMIT ?"
+)
 
 
 class _Queries:
@@ -540,6 +547,11 @@ class SQLiteStore(MessageStore):
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
         key, queries = id_text(message_id), self._queries
         return await self._read(lambda conn: queries.fetch(conn, queries.effects, (key, key)))
+
+    async def fetch_message_ids(self, low: UUID, high: UUID, limit: int) -> list[UUID]:
+        params = (str(low), str(high), limit)
+        rows = await self._read(lambda conn: conn.execute(_IDS_IN_RANGE, params).fetchall())
+        return [UUID(row[0]) for row in rows]
 
     async def fetch_records(
         self, after: int, limit: int, where: RecordFilter

@@ -315,6 +315,54 @@ class MessageStoreContract:
         assert await store.get(uuid4()) is None
         assert await store.get("not-an-id-at-all") is None
 
+    # -- message ids by prefix -----------------------------------------------------------
+
+    @_scenario
+    async def test_message_ids_with_a_prefix_come_in_recorded_order_up_to_limit(
+        self, store: MessageStore
+    ) -> None:
+        near, far, neighbour, other = (
+            UUID("6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44"),
+            UUID("6c1f0d1e-0000-4000-8000-000000000001"),
+            UUID("6c1f0d1f-0000-4000-8000-000000000002"),
+            UUID("f0000000-0000-4000-8000-000000000003"),
+        )
+        # Recorded in an order that is not the order of the ids.
+        await store.append([sample_record(message_id=near), sample_record(message_id=other)])
+        await store.append([sample_record(message_id=neighbour), sample_record(message_id=far)])
+        assert await store.message_ids_with_prefix("6c1f0d1e") == [near, far]
+        assert await store.message_ids_with_prefix("6c1f0d1") == [near, neighbour, far]
+        assert await store.message_ids_with_prefix("6c1f0d1", limit=2) == [near, neighbour]
+        assert await store.message_ids_with_prefix("6c1f0d1e-") == [near, far]
+        assert await store.message_ids_with_prefix("6c1f0d1e-8") == [near]
+        assert await store.message_ids_with_prefix(str(far)) == [far]
+        assert await store.message_ids_with_prefix("f") == [other]
+        assert await store.message_ids_with_prefix("0") == []
+        assert await store.message_ids_with_prefix("6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c45") == []
+
+    @_scenario
+    async def test_a_malformed_message_id_prefix_is_a_value_error_naming_it(
+        self, store: MessageStore
+    ) -> None:
+        await store.append([sample_record(message_id=UUID("6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44"))])
+        for bad in (
+            "",
+            "6C1F",  # str(uuid) is lower case
+            "6c1f0d1e8",  # a digit where the dash goes
+            "6c1f-",  # a dash where a digit goes
+            "6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44a",  # 37 characters
+            " 6c1f",
+            "6c1f%",
+            "6c1f' OR '1'='1",
+            None,
+            6,
+        ):
+            with _raises(ValueError, match="prefix"):
+                await store.message_ids_with_prefix(bad)  # type: ignore[arg-type]
+        for limit in (0, 10_001, "3"):
+            with _raises(ValueError, match="limit"):
+                await store.message_ids_with_prefix("6c1f", limit=limit)  # type: ignore[arg-type]
+
     @_scenario
     async def test_positions_follow_the_order_of_appends_and_of_records_in_a_batch(
         self, store: MessageStore
