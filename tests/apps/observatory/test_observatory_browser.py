@@ -54,7 +54,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1500,1000",
+    "--window-size=1600,1000",
 )
 
 

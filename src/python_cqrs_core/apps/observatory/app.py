@@ -30,7 +30,7 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qs, urlencode
@@ -186,7 +186,6 @@ class Observatory:
     token: str | None = None
     stream_clients: int = 0
     stream_events: int = 0
-    owned: list[Any] = field(default_factory=list)
 
     @property
     def store_shown(self) -> str:
@@ -430,7 +429,6 @@ def create_app(
                 dead_letter_destinations=destinations,
                 apm=apm,
                 token=token,
-                owned=owned,
             )
             yield
         finally:
@@ -506,8 +504,11 @@ def _routes(app: FastAPI) -> None:
     ) -> HTMLResponse:
         store = observatory.store
         where = filters.record_filter()
-        position = observatory.follower.position
-        records = await newest_records(store, TIMELINE_ROWS, before, where)
+        # The page shows the records up to ``position``, and its stream starts after
+        # it: each record is on the page exactly once.
+        position = await store.last_position()
+        ceiling = position + 1 if before is None else before
+        records = await newest_records(store, TIMELINE_ROWS, ceiling, where)
         summaries = await store.correlations(limit=OPERATIONS_LISTED, **filter_arguments(where))
         operation = None
         if correlation:
@@ -593,8 +594,9 @@ def _routes(app: FastAPI) -> None:
         limit: Annotated[int, Query(ge=1, le=1000)] = TIMELINE_ROWS,
     ) -> dict[str, Any]:
         """The newest records that match the filters, newest first (the timeline)."""
-        position = observatory.follower.position
-        records = await newest_records(observatory.store, limit, before, filters.record_filter())
+        position = await observatory.store.last_position()
+        ceiling = position + 1 if before is None else before
+        records = await newest_records(observatory.store, limit, ceiling, filters.record_filter())
         return {
             "records": [record_view(record, **filters.query()) for record in records],
             "next_before": records[-1].position if len(records) == limit else None,

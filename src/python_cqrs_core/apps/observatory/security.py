@@ -164,6 +164,17 @@ async def _send_plain(
     await send({"type": "http.response.body", "body": body})
 
 
+def _allowed(scope: Scope, token: bytes, session: bytes) -> bool:
+    """Whether the request carries the token (bearer) or the session cookie; both
+    compared in constant time."""
+    authorization = _header(scope, b"authorization") or ""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token):
+        return True
+    cookie = _cookie(scope, SESSION_COOKIE)
+    return cookie is not None and hmac.compare_digest(cookie.encode(), session)
+
+
 class AccessGate:
     """ASGI middleware letting through only who may look (see the module docs).
 
@@ -175,37 +186,22 @@ class AccessGate:
 
     def __init__(self, app: ASGIApp, *, token: str | None) -> None:
         self.app = app
-        self._token = None if token is None else token.encode()
-        self._session = None if token is None else session_value(token).encode()
+        # (the token, the session cookie's value), or None: no token, local only
+        self._secrets = None if token is None else (token.encode(), session_value(token).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._token is None:
+        if self._secrets is None:
             if not is_loopback(_host_name(_header(scope, b"host") or "")):
                 body = b"the Observatory answers only to a local host name without a token"
                 await _send_plain(send, 403, body, [(b"content-type", b"text/plain")])
                 return
-        elif not scope["path"].startswith(_OPEN_PATHS) and not self._allowed(scope):
+        elif not scope["path"].startswith(_OPEN_PATHS) and not _allowed(scope, *self._secrets):
             await self._refuse(scope, send)
             return
         await self.app(scope, receive, send)
-
-    def allows(self, token: str) -> bool:
-        """Whether ``token`` is the Observatory's token (constant time)."""
-        return self._token is not None and hmac.compare_digest(token.encode(), self._token)
-
-    def _allowed(self, scope: Scope) -> bool:
-        assert self._token is not None and self._session is not None
-        authorization = _header(scope, b"authorization") or ""
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token
-        ):
-            return True
-        cookie = _cookie(scope, SESSION_COOKIE)
-        return cookie is not None and hmac.compare_digest(cookie.encode(), self._session)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         path: str = scope["path"]
