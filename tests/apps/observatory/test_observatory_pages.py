@@ -146,3 +146,24 @@ async def test_a_hostile_requested_by_and_type_are_escaped_everywhere():
             html = (await client.get(path)).text
             for markup in ("<svg/onload", "<script>alert(3)", "<iframe"):
                 assert markup not in html, (path, markup)
+
+
+async def test_an_operation_with_several_roots_and_an_orphan_shows_them_all():
+    store = MemoryStore()
+    first = sample_record(correlation_id="shared")
+    second = sample_record(correlation_id="shared", outcome="failed", error_type="KeyError")
+    child = sample_record(correlation_id="shared", parent=first)
+    orphan = sample_record(correlation_id="shared", cause="6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44")
+    await store.append([first, second, child, orphan])
+    async with running(create_app(store)) as client:
+        operation = (await client.get("/api/operations/shared")).json()
+        html = (await client.get("/timeline?correlation=shared")).text
+    assert operation["roots"] == 3
+    assert [(n["tree"], n["depth"], n["orphan"]) for n in operation["nodes"]] == [
+        (0, 0, False),
+        (0, 1, False),
+        (1, 0, False),
+        (2, 0, True),
+    ]
+    assert "3 roots" in html and html.count('<li class="node') == 4
+    assert "(caused by 6c1f0d1e, which is not in this tree)" in html
