@@ -603,3 +603,38 @@ def test_consumer_options_are_checked():
     consumer = Consumer(Mediator(), transport, CODEC, "orders", "g")
     assert consumer.name  # host and pid by default
     assert "orders" in repr(consumer)
+
+
+async def test_a_replayed_dead_letter_keeps_its_ids_and_its_chain_goes_on(
+    make_transport: TransportFactory,
+):
+    transport = make_transport()
+    bus = Mediator()
+    fixed = False
+    caused: list[ReserveStock] = []
+
+    async def on_placed(event: OrderPlaced) -> None:
+        if not fixed:
+            raise RuntimeError("bug")
+        await bus.send(ReserveStock(order_id=event.order_id))
+
+    async def reserve(command: ReserveStock) -> None:
+        caused.append(command)
+
+    bus.subscribe(OrderPlaced, on_placed)
+    bus.register(ReserveStock, reserve)
+    consumer = fast_consumer(bus, transport, max_attempts=1)
+    await transport.ensure_group("orders", "billing")
+    event = OrderPlaced(order_id=2, correlation_id="req-2")
+    await publish(transport, event)
+    await drain(consumer)
+    [letter] = await transport.dead_letters("orders")
+    assert letter.reason == "failed once; last error: RuntimeError: bug"
+
+    fixed = True  # the fix is deployed; the operator replays
+    await transport.replay(letter)
+    await drain(consumer)
+    [command] = caused
+    assert command.correlation_id == "req-2"
+    assert command.causation_id == event.request_id
+    assert await transport.dead_letters("orders") == []

@@ -425,7 +425,7 @@ class Consumer:
             await self._dead_letter(delivery, message, f"no handler: {reason}")
         elif delivery.attempt >= self.max_attempts:
             await self._dead_letter(
-                delivery, message, f"failed {delivery.attempt} times; last error: {reason}"
+                delivery, message, f"{_failed(delivery.attempt)}; last error: {reason}"
             )
         else:
             delay = self.backoff.delay(delivery.attempt)
@@ -533,6 +533,10 @@ class Consumer:
         """Sleep, but wake up at once when the consumer is stopped."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _failed(attempts: int) -> str:
+    return "failed once" if attempts == 1 else f"failed {attempts} times"
 
 
 def _with_correlation(headers: Mapping[str, str]) -> Mapping[str, str]:
