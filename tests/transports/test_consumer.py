@@ -222,6 +222,7 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered_with
     assert letter.attempts == 3
     assert letter.headers["cqrs-message-id"] == str(event.request_id)
     assert events[-1].to_dict()["event"] == "message.dlq"
+    assert (consumer.acked, consumer.retried, consumer.dead_lettered) == (0, 2, 1)
     assert await transport.lag("orders", "billing") == 0
 
 
@@ -386,6 +387,7 @@ async def test_a_redelivered_message_is_handled_once_per_group(make_transport: T
         ("message.acked", True),
     ]
     assert events[1].reason is not None and "duplicate" in events[1].reason
+    assert (consumers[0].acked, consumers[0].duplicates) == (2, 1)
     assert await transport.lag("orders", "billing") == 0
 
 

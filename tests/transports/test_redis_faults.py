@@ -101,7 +101,11 @@ async def test_a_consumer_killed_mid_stream_loses_nothing_and_handles_everything
     letters = await transport.dead_letters("orders", limit=1000)
     dead = sorted(published[letter.headers["cqrs-message-id"]] for letter in letters)
     assert dead == sorted(poisoned)  # the dead-letter stream holds the poisoned ones only
-    assert all("failed 3 times; last error: ValueError" in letter.reason for letter in letters)
+    for letter in letters:  # out of attempts; a poisoned one in flight at the kill may
+        # have been delivered a fourth time to the survivor, which gives up at once
+        assert letter.reason.startswith(
+            ("failed 3 times; last error: ValueError", "delivered 4 times without")
+        ), letter.reason
 
 
 async def _more_than(client: aioredis.Redis, key: str, count: int) -> bool:

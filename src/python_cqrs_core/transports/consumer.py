@@ -217,6 +217,10 @@ class Consumer:
     dead-lettered.  Each receive asks for up to ``batch_size`` deliveries and waits
     up to ``wait`` seconds; :meth:`stop` takes at most about ``wait`` plus the time
     the deliveries in flight need.
+
+    The counters :attr:`acked`, :attr:`duplicates`, :attr:`retried` and
+    :attr:`dead_lettered` feed metrics; ``await transport.lag(destination, group)``
+    is the consumer lag.
     """
 
     def __init__(
@@ -265,6 +269,14 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None  # the task that runs the loop
         self._running = False
         self._group_ensured = False
+        self.acked = 0
+        """Deliveries acknowledged (handled, or dropped as duplicates) since it was built."""
+        self.duplicates = 0
+        """Of those, the duplicates the inbox dropped."""
+        self.retried = 0
+        """Deliveries given back to the broker for a later attempt."""
+        self.dead_lettered = 0
+        """Deliveries dead-lettered (undecodable, out of attempts, no handler)."""
 
     def __repr__(self) -> str:
         return (
@@ -499,6 +511,13 @@ class Consumer:
         *,
         duplicate: bool = False,
     ) -> None:
+        if event == EVENT_MESSAGE_ACKED:
+            self.acked += 1
+            self.duplicates += duplicate
+        elif event == EVENT_MESSAGE_RETRIED:
+            self.retried += 1
+        else:
+            self.dead_lettered += 1
         if not self._listeners:
             return
         ids: tuple[str | None, str | None, str | None]
