@@ -118,18 +118,18 @@ async def test_an_acknowledged_delivery_is_not_delivered_again(make_transport: T
 async def test_a_delivery_left_pending_by_a_dead_consumer_goes_to_another_after_the_idle_time(
     make_transport: TransportFactory,
 ):
-    transport = make_transport(claim_idle=0.3)
+    transport = make_transport(claim_idle=0.6)
     await transport.ensure_group("orders", "billing")
     await publish(transport, 1)
     [first] = await receive_all(transport, "billing", "dies", expected=1)
     # too early: another consumer does not get it
     assert await transport.receive("orders", "billing", "survivor", wait=0.05) == []
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.65)
     [again] = await receive_all(transport, "billing", "survivor", expected=1)
     assert again.attempt == 2
     assert (dict(again.headers), again.body) == (dict(first.headers), first.body)
     await transport.ack(again)
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.65)
     assert await transport.receive("orders", "billing", "third", wait=0.2) == []
 
 
