@@ -596,6 +596,21 @@ def test_backoff_grows_to_its_maximum_and_refuses_nonsense():
         Backoff(initial=-1)
 
 
+async def test_a_consumer_runs_one_loop_at_a_time():
+    consumer = fast_consumer(Mediator(), MemoryTransport())
+    consumer.start()
+    with pytest.raises(RuntimeError, match="running already"):
+        consumer.start()
+    with pytest.raises(RuntimeError, match="running already"):
+        await consumer.run()
+    assert await consumer.stop(grace=5)
+    assert await consumer.stop(grace=5)  # stopping a stopped consumer is harmless
+    task = consumer.start()  # and it can run again
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    assert await consumer.stop(grace=5)
+
+
 def test_consumer_options_are_checked():
     transport = MemoryTransport()
     with pytest.raises(ValueError, match="max_attempts"):

@@ -302,6 +302,8 @@ class Consumer:
             raise RuntimeError(f"{self!r} is running already")
         task = asyncio.get_running_loop().create_task(self.run(), name=repr(self))
         self._task = task
+        self._running = True  # at once: a second start() before the task runs is refused
+        self._finished.clear()
         return task
 
     async def run(self) -> None:
@@ -314,7 +316,6 @@ class Consumer:
             raise RuntimeError(f"{self!r} is running already")
         self._running = True
         self._task = asyncio.current_task()
-        self._stopping.clear()
         self._finished.clear()
         pause = 0.0
         try:
@@ -337,6 +338,7 @@ class Consumer:
                     await asyncio.sleep(0)  # let other tasks run between empty polls
         finally:
             self._running = False
+            self._stopping.clear()  # it may be run again
             self._finished.set()
 
     async def stop(self, grace: float = 30.0) -> bool:
@@ -344,9 +346,9 @@ class Consumer:
         once the loop ended: ``True`` if it ended within ``grace`` seconds.  After
         that, the task running the loop is cancelled (what it was handling is not
         acknowledged, and the broker delivers it again later)."""
-        self._stopping.set()
         if not self._running:
             return True
+        self._stopping.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._finished.wait(), grace)
             return True
