@@ -7,6 +7,7 @@
   const MAX_ROWS = 300;        // rows kept in the live table (older ones page in from the server)
   const MAX_OPERATIONS = 30;   // entries kept in the operations list
   const FLUSH_MS = 200;        // records are added to the page in batches, at most this often
+  const MAX_QUEUED = 2000;     // records kept while paused (counted all the same)
   const ROWS_PER_FLUSH = 60;   // beyond this, a batch shows its newest rows: nobody reads
                                // hundreds of rows a second, and the page must stay quick
   const KINDS = new Set(["command", "query", "event"]);
@@ -178,6 +179,7 @@
       return;
     }
     queue.push(record);
+    if (queue.length > MAX_QUEUED) skipped += queue.splice(0, queue.length - MAX_QUEUED).length;
     if (selected !== null && record.correlation_id === selected && news) {
       news.hidden = false;
       news.querySelector("a").setAttribute("href", location.pathname + location.search);
