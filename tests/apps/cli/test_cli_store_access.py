@@ -253,7 +253,7 @@ def _corrupt(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     "command",
     [["list"], ["trace", "req-000000000001"], ["show", str(UUID(int=1))],
-     ["effects", str(UUID(int=1))], ["causes", str(UUID(int=1))]],
+     ["effects", str(UUID(int=1))], ["causes", str(UUID(int=1))], ["show", "0000"]],
     ids=by_name,
 )  # fmt: skip
 def test_a_corrupted_store_is_one_error_line(tmp_path: Path, command: list[str]) -> None:
@@ -331,7 +331,7 @@ SECRET_PIECES = ("Hunter2Pw", "Hunt", "er2Pw")  # the password, and its parts ar
 
 
 @pytest.mark.parametrize(
-    "command", [["list"], ["trace", "req-1"], ["show", str(UUID(int=1))]],
+    "command", [["list"], ["trace", "req-1"], ["show", str(UUID(int=1))], ["show", "abcd"]],
     ids=by_name,
 )  # fmt: skip
 @pytest.mark.parametrize(("bad_url", "what"), BAD_URLS, ids=[what for _, what in BAD_URLS])

@@ -6,11 +6,12 @@ Installed with the ``cli`` extra (``pip install "python-cqrs-core[cli]"``)::
     cqrs list --failed --since 1h          # the operations that failed in the last hour
     cqrs trace req-4f1c2a9b7d3e            # one business operation as a tree
     cqrs trace req-4f1c2a9b7d3e --flat     # ... as a chronological table
-    cqrs show 6c1f0d1e-...                 # one message with its payload and headers
-    cqrs effects 6c1f0d1e-...              # everything a message caused
-    cqrs causes 6c1f0d1e-...               # the chain from the root down to a message
+    cqrs show 6c1f0d1e                     # one message with its payload and headers
+    cqrs effects 6c1f0d1e                  # everything a message caused
+    cqrs causes 6c1f0d1e                   # the chain from the root down to a message
 
-Every reading command takes ``--store URL`` and
+A message id is typed whole, or as a unique prefix of at least 4 hex digits: the 8
+digits the trees print are enough.  Every reading command takes ``--store URL`` and
 ``--json`` (machine-readable output on stdout and nothing else).  The store is
 ``--store``, else the ``CQRS_STORE_URL`` environment variable, else
 ``sqlite:///cqrs.db`` in the current directory.  Reading commands open the store
@@ -89,14 +90,15 @@ if TYPE_CHECKING:
     from ._demo import DemoResult
 
 __all__ = [
+    "MIN_PREFIX_DIGITS",
     "CliError",
     "StoreUrl",
     "app",
     "command_to_type",
     "parse_since",
-    "record_line",
     "render_chain",
     "render_record",
+    "render_summaries",
     "render_table",
     "render_tree",
     "resolve_store_url",
@@ -111,6 +113,9 @@ _PIPE_WIDTH = 400
 _KIND_STYLE = {"command": "cyan", "query": "blue", "event": "magenta"}
 _OK, _FAILED = "✓", "✗"
 
+MIN_PREFIX_DIGITS = 4
+"""The fewest hex digits a message id prefix may have (as git asks of a commit)."""
+_CANDIDATES = 10  # how many messages an ambiguous prefix lists
 _TYPE_SCAN_PAGE = 500  # summaries per page when --type is a short name
 # The two name columns of --flat share what 100 columns leave after time, kind, ids
 # and duration (InventoryReserved and OrderTimelineProjection fit whole).
@@ -218,7 +223,10 @@ MessageIdArgument = Annotated[
     str,
     typer.Argument(
         metavar="MESSAGE_ID",
-        help="A message id (UUID), as `cqrs trace --full-ids` prints it.",
+        help=(
+            "A message id (UUID), or a unique prefix of it of at least "
+            f"{MIN_PREFIX_DIGITS} hex digits, such as the 8 that `cqrs trace` prints."
+        ),
     ),
 ]
 
@@ -403,17 +411,25 @@ def _print_error(message: str, details: Sequence[str] = ()) -> None:
 
 # -- parsing ids and filters -----------------------------------------------------------------
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 
-def _message_ref(value: str) -> UUID:
-    """A whole message id, in any spelling of a UUID."""
+
+def _message_ref(value: str) -> UUID | str:
+    """A whole message id, or the prefix of one in the text form ``str(uuid)``."""
+    text = value.strip().lower()
     try:
-        return UUID(value.strip())
+        return UUID(text)
     except ValueError:
-        raise CliError(
-            f"{value!r} is not a message id: expected a UUID such as "
-            "6c1f0d1e-8f5a-4b6e-9d3c-2a7b9e0f1c44 (`cqrs trace ... --full-ids` prints them)",
-            exit_code=2,
-        ) from None
+        pass
+    digits = text.replace("-", "")
+    if MIN_PREFIX_DIGITS <= len(digits) < 32 and set(digits) <= _HEX_DIGITS:
+        return "-".join(digits[start:end] for start, end in _UUID_GROUPS if digits[start:end])
+    raise CliError(
+        f"{value!r} is not a message id: expected a UUID, or at least {MIN_PREFIX_DIGITS} "
+        "of its first hex digits, such as 6c1f0d1e (as `cqrs trace` prints them)",
+        exit_code=2,
+    )
 
 
 def _parse_correlation_id(value: str) -> str:
@@ -502,23 +518,16 @@ def _mark(record: MessageRecord) -> Text:
     return Text(_OK, style="green")
 
 
-def record_line(record: MessageRecord, *, full_ids: bool = False) -> Text:
-    """One message on one line: outcome mark, kind, type, id, handlers, duration, who,
-    when and, for a failure, the error type and the first line of its message.
+def _record_text(record: MessageRecord, *, full_ids: bool) -> Text:
+    """One message on one line, after its outcome mark: kind, type, id, handlers,
+    duration, who, when and, for a failure, the error type and the first line of its
+    message.
 
-    ``✓ command PlaceOrder 6c1f0d1e  PlaceOrderHandler  48.2 ms  by user:alice  23:40:01.123``
+    ``command PlaceOrder 6c1f0d1e  PlaceOrderHandler  48.2 ms  by user:alice  23:40:01.123``
 
     Type and handler names are shown short (their last part); every stored text is
     escaped (:func:`~python_cqrs_core.apps.presentation.printable`).
     """
-    line = _mark(record)
-    line.append(" ")
-    line.append_text(_record_text(record, full_ids=full_ids))
-    return line
-
-
-def _record_text(record: MessageRecord, *, full_ids: bool) -> Text:
-    """:func:`record_line` without its outcome mark."""
     line = Text()
     line.append(record.kind, style=_KIND_STYLE.get(record.kind, ""))
     line.append(" ")
@@ -549,23 +558,28 @@ class _Hanging:
         self.lead = lead
         self.text = text
 
+    @property
+    def _indent(self) -> int:
+        return self.lead.cell_len + 1 if self.lead else 0
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        indent = self.lead.cell_len + 1
+        indent = self._indent
         lines = self.text.wrap(console, max(options.max_width - indent, 1), overflow="fold")
         for index, line in enumerate(lines):
             line.rstrip()
-            start = self.lead + " " if index == 0 else Text(" " * indent)
+            start = self.lead + " " if index == 0 and self.lead else Text(" " * indent)
             yield from (start + line).render(console, end="")
             yield Segment.line()
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        indent = self.lead.cell_len + 1
+        indent = self._indent
         text = Measurement.get(console, options, self.text)
         return Measurement(text.minimum + indent, text.maximum + indent)
 
 
 def _node_label(record: MessageRecord, *, full_ids: bool, note: Text | None = None) -> _Hanging:
-    """A tree node: :func:`record_line`, with an optional note at its end."""
+    """A tree node: its outcome mark, then :func:`_record_text` with an optional note
+    at its end."""
     text = _record_text(record, full_ids=full_ids)
     if note is not None:
         text.append_text(note)
@@ -573,8 +587,9 @@ def _node_label(record: MessageRecord, *, full_ids: bool, note: Text | None = No
 
 
 def render_tree(node: CausationNode, *, full_ids: bool = False) -> Tree:
-    """A causation tree as a rich :class:`~rich.tree.Tree`, one :func:`record_line` a
-    node.  A node that is an *orphan* (its cause is not in the store) says so."""
+    """A causation tree as a rich :class:`~rich.tree.Tree`, one line a message (more
+    when it wraps, under its own text).  A node that is an *orphan* (its cause is not
+    in the store) says so."""
     tree = Tree(_tree_label(node, full_ids=full_ids), guide_style="dim")
     stack: list[tuple[CausationNode, Tree]] = [(node, tree)]
     while stack:  # iterative: a deep chain does not hit the recursion limit
@@ -633,7 +648,9 @@ def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) ->
     table.add_column("handler", no_wrap=True, max_width=_FLAT_HANDLER_WIDTH, overflow="ellipsis")
     table.add_column("duration", justify="right", no_wrap=True)
     if requested_by_column:
-        table.add_column("requested by", no_wrap=True, max_width=16, overflow="ellipsis")
+        table.add_column(
+            "requested by", justify="right", no_wrap=True, max_width=16, overflow="ellipsis"
+        )
     for record in rows:
         cells: list[RenderableType] = [
             _mark(record),
@@ -769,7 +786,7 @@ def _print_trees(
     console: Console, correlation_id: str, trees: Sequence[CausationNode], *, full_ids: bool
 ) -> None:
     records = [node.record for tree in trees for _, node in tree.walk()]
-    console.print(_operation_heading(correlation_id, records, roots=len(trees)))
+    console.print(_Hanging(Text(), _operation_heading(correlation_id, records, roots=len(trees))))
     for tree in trees:
         console.print(render_tree(tree, full_ids=full_ids))
 
@@ -777,14 +794,14 @@ def _print_trees(
 def render_summaries(summaries: Sequence[CorrelationSummary]) -> Table:
     """Business operations, one a row: correlation id, root message type (short),
     outcome, message and failure counts, who requested it and when it started."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
     table.add_column("correlation id", overflow="fold")
     table.add_column("type", overflow="fold")
     table.add_column("outcome", no_wrap=True)
     table.add_column("messages", justify="right", no_wrap=True)
     table.add_column("failed", justify="right", no_wrap=True)
     table.add_column("requested by", overflow="fold")
-    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("started (UTC)", justify="right", no_wrap=True)  # no padding after it
     for summary in summaries:
         outcome = (
             Text(f"{_FAILED} failed", style="red")
@@ -806,12 +823,31 @@ def render_summaries(summaries: Sequence[CorrelationSummary]) -> Table:
 # -- finding messages ------------------------------------------------------------------------
 
 
-async def _find(store: MessageStore, ref: UUID, url: StoreUrl) -> MessageRecord:
-    """The record of the message ``ref`` names."""
-    record = await store.get(ref)
-    if record is None:
-        raise CliError(f"no message with id {ref} in {url.shown}")
-    return record
+async def _find(store: MessageStore, ref: UUID | str, url: StoreUrl) -> MessageRecord:
+    """The record a typed message id names: a whole id, or a unique prefix of one."""
+    if isinstance(ref, UUID):
+        record = await store.get(ref)
+        if record is None:
+            raise CliError(f"no message with id {ref} in {url.shown}")
+        return record
+    ids = await store.message_ids_with_prefix(ref, limit=_CANDIDATES)
+    found = [record for record in [await store.get(i) for i in ids] if record is not None]
+    if not found:
+        raise CliError(f"no message id starts with {ref} in {url.shown}")
+    if len(found) == 1:
+        return found[0]
+    full = len({record.message_id.hex[:8] for record in found}) < len(found)
+    more = " or more" if len(ids) == _CANDIDATES else ""
+    raise CliError(
+        f"{ref} is ambiguous: {len(found)}{more} messages in {url.shown} have an id "
+        "starting with it; type more of the id:",
+        exit_code=2,
+        details=[
+            f"{short_id(record.message_id, full=full)}  {record.kind} "
+            f"{display_type_name(record.message_type)}  {timestamp(record.requested_at)}"
+            for record in found
+        ],
+    )
 
 
 async def _summaries(
@@ -887,7 +923,7 @@ def trace(
             return
         console = _stdout()
         if flat:
-            console.print(_operation_heading(cid, records))
+            console.print(_Hanging(Text(), _operation_heading(cid, records)))
             _print_table(console, render_table(records, full_ids=full_ids))
         else:
             _print_trees(console, cid, trees, full_ids=full_ids)
@@ -1156,6 +1192,6 @@ def _print_demo(console: Console, result: DemoResult, url: StoreUrl) -> None:
         if node.record.failed and not any(child.record.failed for child in node.children)
     ]
     for record in failed:
-        digits = str(record.message_id)
+        digits = short_id(record.message_id)
         console.print(f"  {cqrs} show {digits}{store_flag}    # where it failed")
         console.print(f"  {cqrs} causes {digits}{store_flag}  # how it got there")
