@@ -9,6 +9,12 @@ Usage::
         (PostgreSQL) record COUNT chains, write their correlation ids to MY_FILE,
         wait for OTHER_FILE from the other process, read every chain listed there
         and check its shape; exit 0 when all are complete.
+    python chain_writer.py background URL SCHEMA COUNT ENDING
+        record COUNT chains with durability="async" (SCHEMA: the PostgreSQL
+        search_path, "-" for none) and end without closing the recorder or the store,
+        as a script that forgets to.  ENDING says how the event loop ends:
+        "asyncio.run" (returns from asyncio.run), "left-open" (run_until_complete on a
+        loop never closed) or "closed" (the loop closed with the writes queued).
 
 Each chain is ``PlaceOrder`` (command) -> ``OrderPlaced`` (event) -> ``ReserveStock``
 (command): three records, recorded under the stable type names ``shop.*`` (the
@@ -26,6 +32,7 @@ from typing import Any
 
 from python_cqrs_core import BaseCommand, BaseEvent, Mediator
 from python_cqrs_core.store import MessageRecorder, MessageStore, open_store
+from python_cqrs_core.store.recorder import Durability
 
 CHAIN_TYPES = ["shop.PlaceOrder", "shop.OrderPlaced", "shop.ReserveStock"]
 
@@ -45,7 +52,7 @@ class ReserveStock(BaseCommand):
     order_id: int
 
 
-def build_bus(store: MessageStore) -> Mediator:
+def build_bus(store: MessageStore, durability: Durability = "sync") -> Mediator:
     bus = Mediator()
 
     async def place(command: PlaceOrder) -> int:
@@ -61,7 +68,7 @@ def build_bus(store: MessageStore) -> Mediator:
     bus.register(PlaceOrder, place)
     bus.subscribe(OrderPlaced, on_placed)
     bus.register(ReserveStock, reserve)
-    MessageRecorder(store).install(bus)
+    MessageRecorder(store, durability=durability).install(bus)
     return bus
 
 
@@ -109,11 +116,37 @@ async def exchange(url: str, schema: str, count: int, mine: Path, other: Path) -
         await store.close()
 
 
+async def background(url: str, schema: str, count: int) -> None:
+    options = {} if schema == "-" else {"server_settings": {"search_path": schema}}
+    store = await open_store(url, **options)
+    bus = build_bus(store, durability="async")
+    for order_id in range(count):
+        await bus.send(PlaceOrder(order_id=order_id))
+    # No recorder.close(), no flush(), no store.close(): the queue is still full.
+
+
+def background_then(url: str, schema: str, count: int, ending: str) -> int:
+    if ending == "asyncio.run":
+        asyncio.run(background(url, schema, count))
+    elif ending in ("left-open", "closed"):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(background(url, schema, count))
+        if ending == "closed":
+            loop.close()
+    else:
+        print(f"unknown ending {ending!r}", file=sys.stderr)
+        return 64
+    return 0
+
+
 def main(argv: list[str]) -> int:
     mode = argv[1]
     if mode == "stream":
         asyncio.run(stream(argv[2]))
         return 0
+    if mode == "background":
+        url, schema, count, ending = argv[2:6]
+        return background_then(url, schema, int(count), ending)
     if mode == "exchange":
         url, schema, count, mine, other = argv[2:7]
         return asyncio.run(exchange(url, schema, int(count), Path(mine), Path(other)))

@@ -94,7 +94,7 @@ async def test_an_sqlite_store_is_a_wal_database_with_a_schema_version(tmp_path:
         }
     finally:
         conn.close()
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
     assert {
         "cqrs_messages_correlation",
         "cqrs_messages_causation",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from python_cqrs_core.store import (
     ReadOnlyStoreError,
     RecordNotReconstructibleError,
     StoreWriteError,
+    open_store,
 )
 
 
@@ -612,6 +614,147 @@ def test_a_recorder_refuses_a_store_opened_read_only() -> None:
 def test_durability_must_be_sync_or_async() -> None:
     with pytest.raises(ValueError, match="durability"):
         MessageRecorder(MemoryStore(), durability="eventually")  # type: ignore[arg-type]
+
+
+# -- exceptions and text no store can hold -------------------------------------------------
+
+
+class UnprintableError(Exception):
+    """An exception whose text cannot even be made: its ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class ImportFile(BaseCommand):
+    __message_type__ = "store_tests.ImportFile"
+    path: str
+    ratio: float
+
+
+async def test_an_exception_whose_str_raises_reaches_the_caller_unchanged_and_is_recorded(
+    store: MessageStore,
+) -> None:
+    raised: list[UnprintableError] = []
+
+    async def refuse(command: ReserveStock) -> None:
+        raised.append(UnprintableError())
+        raise raised[0]
+
+    bus = Mediator()
+    bus.register(PlaceOrder, PlaceOrderHandler(bus))
+    bus.subscribe(OrderPlaced, ReserveOnOrderPlaced(bus))
+    bus.register(ReserveStock, refuse)
+    MessageRecorder(store).install(bus)
+    command = PlaceOrder(order_id=1)
+    with pytest.raises(UnprintableError) as caught:
+        await bus.send(command)
+    assert caught.value is raised[0]
+    records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+    assert [r.message_type for r in records] == type_names(PlaceOrder, OrderPlaced, ReserveStock)
+    placeholder = "<unprintable UnprintableError: its __str__ raised RuntimeError>"
+    assert [(r.outcome, r.error_type, r.error_message) for r in records] == [
+        ("failed", "UnprintableError", placeholder)
+    ] * 3
+    assert records[2].handlers[0].error_message == placeholder
+
+
+async def test_a_store_failure_whose_str_raises_is_reported_with_placeholder_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class UnprintableStore(MemoryStore):
+        async def append(self, records: Sequence[MessageRecord]) -> None:
+            raise UnprintableError
+
+    bus = order_bus()
+    MessageRecorder(UnprintableStore()).install(bus)
+    with pytest.raises(StoreWriteError, match="unprintable UnprintableError") as raised:
+        await bus.send(ReserveStock(order_id=1))
+    assert isinstance(raised.value.__cause__, UnprintableError)
+    assert any("could not record 1 message" in r.getMessage() for r in caplog.records)
+
+
+async def test_exception_text_and_payload_a_store_cannot_hold_keep_the_whole_chain(
+    store: MessageStore,
+) -> None:
+    """A file name decoded with surrogateescape, a NUL, a NaN: the chain is recorded,
+    escaped the same way by every backend, and reads back as strict JSON."""
+    bus = Mediator()
+    name = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
+
+    async def import_file(command: ImportFile) -> None:
+        await bus.publish(OrderPlaced(order_id=1))
+        raise OSError(f"cannot read {command.path}\x00")
+
+    bus.register(ImportFile, import_file)
+    bus.subscribe(OrderPlaced, ReserveOnOrderPlaced(bus))
+    bus.register(ReserveStock, ReserveStockHandler())
+    MessageRecorder(store).install(bus)
+    command = ImportFile(path=name, ratio=float("nan"))
+    with pytest.raises(OSError, match="cannot read"):
+        await bus.send(command)
+    records = await store.by_correlation(command.correlation_id)  # type: ignore[arg-type]
+    assert len(records) == 3
+    imported = records[0]
+    assert imported.payload == {"path": "caf\\udce9.csv", "ratio": "NaN"}
+    assert imported.error_message == "cannot read caf\\udce9.csv\\u0000"
+    assert imported.escaped_fields == ("error_message", "handlers", "payload")
+    assert [r.escaped_fields for r in records[1:]] == [(), ()]
+    json.dumps([r.to_dict() for r in records], allow_nan=False, ensure_ascii=False).encode()
+
+
+# -- background writes from one event loop after another -----------------------------------
+
+
+def dispatch_in_background(bus: Mediator, first: int) -> None:
+    """Dispatch ten chains in a loop of their own, which ends without a flush."""
+
+    async def dispatch() -> None:
+        for order_id in range(first, first + 10):
+            await bus.send(PlaceOrder(order_id=order_id))
+
+    asyncio.run(dispatch())
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"], indirect=True)
+def test_a_recorder_used_from_a_second_event_loop_keeps_writing_and_flush_returns(
+    backend_location: str,
+) -> None:
+    store = asyncio.run(open_store(backend_location))
+    bus = order_bus()
+    recorder = MessageRecorder(store, durability="async").install(bus)
+    dispatch_in_background(bus, 0)  # the first loop ends: its writes are made
+
+    async def second_loop() -> list[int]:
+        for order_id in range(10, 20):
+            await bus.send(PlaceOrder(order_id=order_id))
+        await asyncio.wait_for(recorder.flush(), 10)  # never waits for the first loop
+        summaries = await store.correlations(limit=100)
+        await recorder.close()
+        return sorted(s.message_count for s in summaries)
+
+    assert asyncio.run(second_loop()) == [3] * 20
+    asyncio.run(store.close())
+
+
+def test_flush_from_a_new_loop_does_not_wait_for_a_loop_that_stopped() -> None:
+    store = CountingStore()
+    bus = order_bus()
+    recorder = MessageRecorder(store, durability="async").install(bus)
+    stopped = asyncio.new_event_loop()  # run once, then never again (nor closed)
+
+    async def dispatch() -> None:
+        await bus.send(PlaceOrder(order_id=1))
+
+    stopped.run_until_complete(dispatch())  # the writer task never got to run
+
+    async def later() -> int:
+        await bus.send(PlaceOrder(order_id=2))
+        await asyncio.wait_for(recorder.flush(), 10)
+        return len(await store.correlations())
+
+    assert asyncio.run(later()) == 2  # the new loop's writer took over the whole queue
+    stopped.close()
 
 
 # -- many chains at once ------------------------------------------------------------------

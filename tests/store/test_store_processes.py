@@ -100,3 +100,76 @@ async def test_a_sqlite_writer_killed_mid_stream_keeps_every_dispatch_that_retur
         assert {summary.correlation_id for summary in recent} >= set(returned)
     finally:
         await store.close()
+
+
+# -- durability="async": what a program that never closes the recorder leaves -------------
+
+
+async def run_background_writer(url: str, schema: str, ending: str) -> tuple[int, str]:
+    """Run a child recording 2,000 chains in the background and ending without closing
+    anything; its exit status and what it logged."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        WRITER,
+        "background",
+        url,
+        schema,
+        "2000",
+        ending,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(),
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def count_records(url: str, schema: str) -> tuple[int, int]:
+    """How many records a store holds, and how many operations of three records."""
+    options = {} if schema == "-" else {"server_settings": {"search_path": schema}}
+    store = await open_store(url, read_only=True, **options)
+    try:
+        summaries = await store.correlations(limit=10_000)
+        return await store.last_position(), sum(s.message_count == 3 for s in summaries)
+    finally:
+        await store.close()
+
+
+async def test_background_writes_are_written_when_asyncio_run_returns_without_close_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'background.db'}"
+    status, logged = await run_background_writer(url, "-", "asyncio.run")
+    assert status == 0, logged
+    assert await count_records(url, "-") == (6000, 2000)
+    assert "never written" not in logged
+
+
+async def test_background_writes_are_written_when_asyncio_run_returns_without_close_on_postgres(
+    postgres_url: str,
+) -> None:
+    schema = await create_schema(postgres_url)
+    status, logged = await run_background_writer(postgres_url, schema, "asyncio.run")
+    assert status == 0, logged
+    assert await count_records(postgres_url, schema) == (6000, 2000)
+    assert "never written" not in logged
+
+
+async def test_background_writes_of_a_loop_left_open_are_written_at_exit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'left-open.db'}"
+    status, logged = await run_background_writer(url, "-", "left-open")
+    assert status == 0, logged
+    assert await count_records(url, "-") == (6000, 2000)
+
+
+async def test_background_writes_a_closed_loop_never_made_are_reported_at_error_with_the_count(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'closed.db'}"
+    status, logged = await run_background_writer(url, "-", "closed")
+    assert status == 0, logged
+    written, _ = await count_records(url, "-")
+    assert written < 6000  # the loop closed with writes queued: they cannot be made
+    (report,) = [line for line in logged.splitlines() if "never written" in line]
+    assert f"{6000 - written} record(s) queued" in report

@@ -19,6 +19,8 @@ filter indexes (see :mod:`python_cqrs_core.store.migrations`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
@@ -26,8 +28,9 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from ..errors import CQRSError
+from ..errors import CQRSError, exception_message
 from ..messages import MessageKind
+from ..names import STORE_LOGGER
 from .feed import CorrelationSummary, RecordFilter, check_after, check_before, check_limit
 from .records import CausationNode, MessageRecord, Outcome, assemble_trees, id_prefix_bounds
 
@@ -38,7 +41,10 @@ __all__ = [
     "StoreOpenError",
     "StoreWriteError",
     "url_without_password",
+    "wait_for_write",
 ]
+
+logger = logging.getLogger(STORE_LOGGER)
 
 
 class StoreOpenError(CQRSError):
@@ -58,6 +64,31 @@ def url_without_password(url: str) -> str:
     user_info, host = parts.netloc.rsplit("@", 1)
     user = user_info.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+async def wait_for_write(write: asyncio.Future[None], what: str) -> None:
+    """Await the outcome of a write already handed to the database (``write``), even
+    when the awaiting task is cancelled: then the cancellation goes through once the
+    write has ended, so that a cancelled caller (an event loop shutting down cancels
+    every task) never leaves a batch whose fate nobody knows.
+
+    What every SQL backend's :meth:`MessageStore.append` awaits.  If the write of a
+    cancelled caller fails, nobody is left to raise it to: it is logged at ERROR
+    (``what`` says what was lost, e.g. ``"3 records for sqlite:///cqrs.db"``).
+    """
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        try:
+            await write
+        except Exception as exc:  # noqa: BLE001 - its caller is gone: logged instead
+            logger.error(
+                "the write of %s failed after its caller was cancelled: %s: %s",
+                what,
+                type(exc).__name__,
+                exception_message(exc),
+            )
+        raise
 
 
 class StoreWriteError(CQRSError):
@@ -130,6 +161,16 @@ class MessageStore(ABC):
         twice in the batch) rejects the whole batch with :class:`StoreWriteError`, as
         does any failure of the backend.  A read-only store raises
         :class:`ReadOnlyStoreError`.
+
+        Text and numbers no store can hold (NUL characters, lone surrogates, NaN and
+        infinite numbers) are stored escaped, with the record's ``escaped_fields``
+        naming the fields concerned
+        (:func:`~python_cqrs_core.store.records.escaped`), the same way on every
+        backend.
+
+        Once begun, an append ends whole even if its caller is cancelled: the
+        cancellation is raised when the batch is written (or refused), never while
+        its fate is unknown (:func:`wait_for_write`).
 
         Positions grow in the order appends commit, on every backend: a reader that
         has seen position ``n`` never later finds a new record below ``n``, which is

@@ -17,22 +17,29 @@ Adding a column is therefore one line here, one field of
     Column("tenant", TEXT, since=3),
 
 >>> reader = RowReader(SQLITE, version=1)
->>> reader.select.split(", ")[-3:]
-['NULL AS service', 'NULL AS pii_fields', 'NULL AS payload_redacted']
+>>> reader.select.split(", ")[-4:]
+['NULL AS service', 'NULL AS pii_fields', 'NULL AS payload_redacted', 'NULL AS escaped_fields']
 >>> RowWriter(POSTGRES).names[-3:]
-('service', 'pii_fields', 'payload_redacted')
+('pii_fields', 'payload_redacted', 'escaped_fields')
+
+Every value a backend writes goes through :meth:`RowWriter.rows`, which also escapes
+what no store can hold (:func:`~python_cqrs_core.store.records.escaped`), so that the
+SQLite and PostgreSQL stores record it as the memory store does.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from math import isfinite
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from .records import HandlerOutcome, MessageRecord
+from .records import HandlerOutcome, MessageRecord, escaped
 
 __all__ = [
     "COLUMNS",
@@ -61,8 +68,23 @@ POSTGRES: Final = "postgres"
 
 Convert = Callable[[Any], Any]
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
+
+
+def _unserializable(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder json.dumps uses, made once (json.dumps makes one per call, which costs
+# more than encoding a small payload).  Strict: a number that is not finite raises
+# ValueError (the record is then escaped); text is kept as UTF-8 (ensure_ascii off),
+# so that the test of a row for NUL and lone surrogates can read the JSON text.
+_encode = c_make_encoder(None, _unserializable, encode_basestring, None, ":", ",", False, False,
+                         False)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return "".join(_encode(value, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +231,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     Column("service", TEXT, since=2),
     Column("pii_fields", NAMES, since=2, default=()),
     Column("payload_redacted", FLAG, since=2, default=False),
+    Column("escaped_fields", NAMES, since=3, default=()),
 )
 """Every column, in the order the migrations create them."""
 
@@ -263,15 +286,39 @@ class RowWriter:
     ``values(record)`` is the record as the values of the columns ``names``, in that
     order (a fresh list: a backend may append its own values to it).  The store's own
     columns (``opens_correlation``) and generated ones (``position``) are not among
-    them: each backend decides those itself.
+    them: each backend decides those itself.  :meth:`rows` is what a backend calls:
+    the values of each record, escaped first when they hold what no store can.
     """
 
-    __slots__ = ("columns", "names", "values")
+    __slots__ = ("_storable", "columns", "names", "values")
 
     def __init__(self, dialect: Dialect) -> None:
         self.columns = tuple(c for c in RECORD_COLUMNS if not c.generated)
         self.names = tuple(column.name for column in self.columns)
         self.values = _encoder(self.columns, dialect)
+        self._storable = _row_test(self.columns)
+
+    def rows(self, records: Sequence[MessageRecord]) -> list[list[Any]]:
+        """The values of every record, each a fresh list.
+
+        A record holding text with a NUL character or a lone surrogate, or a number
+        that is not finite, is written as :func:`~python_cqrs_core.store.records.escaped`
+        makes it, as the memory store keeps it.  The test reads the encoded row (its
+        JSON is already text), so a record that needs nothing costs one string test.
+        Raises :class:`TypeError` for a value JSON cannot hold at all.
+        """
+        values, storable = self.values, self._storable
+        rows: list[list[Any]] = []
+        for record in records:
+            try:
+                row = values(record)
+            except ValueError:  # a number JSON cannot hold
+                row = values(escaped(record))
+            else:
+                if not storable(row):
+                    row = values(escaped(record))
+            rows.append(row)
+        return rows
 
     def index(self, name: str) -> int:
         """The position of column ``name`` in the values."""
@@ -296,3 +343,28 @@ def _encoder(columns: tuple[Column, ...], dialect: Dialect) -> Callable[[Message
     exec(source, namespace)  # noqa: S102 - built from the column table above, no input
     encoder: Callable[[MessageRecord], list[Any]] = namespace["values"]
     return encoder
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _row_test(columns: tuple[Column, ...]) -> Callable[[list[Any]], bool]:
+    """One function telling whether an encoded row can be stored as it is: its text
+    (JSON included) joined holds no NUL (raw, or ``\\u0000`` in JSON) and no lone
+    surrogate, and its real numbers are finite.  A row of an escaped record passes
+    (a false alarm, such as a backslash-u0000 typed in a payload, costs one call of
+    ``escaped``, which then changes nothing)."""
+    texts = [i for i, c in enumerate(columns) if c.codec in (TEXT, JSON, HANDLERS, NAMES)]
+    reals = [i for i, c in enumerate(columns) if c.codec is REAL]
+    joined = "".join(f"{{row[{i}]}}" for i in texts)
+    finite = "".join(f" and (row[{i}] is None or isfinite(row[{i}]))" for i in reals)
+    source = (
+        "def storable(row):\n"
+        f"    text = f'{joined}'\n"
+        "    return ('\\x00' not in text and '\\\\u0000' not in text\n"
+        f"            and (text.isascii() or surrogate(text) is None){finite})\n"
+    )
+    namespace: dict[str, Any] = {"isfinite": isfinite, "surrogate": _SURROGATE.search}
+    exec(source, namespace)  # noqa: S102 - built from the column table above, no input
+    test: Callable[[list[Any]], bool] = namespace["storable"]
+    return test

@@ -1,12 +1,18 @@
-"""The in-process message store (``memory://``): dicts and indexes, nothing on disk.
+"""The in-process message store (``memory://``): lists and indexes, nothing on disk.
 
 For tests, demos and notebooks.  It behaves exactly like the durable backends (it
 passes the same contract, :mod:`python_cqrs_core.testing.store_contract`), and like
-them answers traversal from indexes: one dict from message id to record, lists of
-message ids per correlation id and per causation id, the list of records that open
-a correlation, and the message ids in sorted order (for prefix lookups), so
-traversal, summaries and prefix lookups never scan the store.  Filters of
-:meth:`~MemoryStore.read` are tested record by record from ``after`` on.
+them answers traversal from indexes: the records in position order, a dict from
+message id to position, lists of positions per correlation id and per causation id,
+the positions of the records that open a correlation, and the message ids in sorted
+order (for prefix lookups), so traversal, summaries and prefix lookups never scan the
+store.  Filters of :meth:`~MemoryStore.read` are tested record by record from
+``after`` on.
+
+An append only checks the batch and takes it in: the records are escaped where they
+must be (:func:`~python_cqrs_core.store.records.storable`), given their position and
+indexed by the first read that comes after it, for every record appended since.  So
+recording costs the least, and a read pays once for what was appended before it.
 
 >>> import asyncio
 >>> store = MemoryStore()
@@ -25,7 +31,7 @@ from uuid import UUID
 from ..validation import validate_correlation_id
 from .base import MessageStore, StoreWriteError
 from .feed import CorrelationSummary, RecordFilter
-from .records import MessageRecord, id_text
+from .records import MessageRecord, id_text, storable
 
 __all__ = ["MemoryStore"]
 
@@ -40,21 +46,17 @@ class MemoryStore(MessageStore):
     def __init__(self, url: str = "memory://", *, read_only: bool = False) -> None:
         self.url = url
         self.read_only = read_only
-        # Records as appended, keyed by their message id as an int (hashed in C, unlike
-        # a UUID); their position is applied when first read (copying a frozen record
-        # on every append would be the store's main cost).  Positions are 1, 2, 3...:
-        # the record at position p is the key _order[p - 1].
-        self._records: dict[int, MessageRecord] = {}
-        self._positions: dict[int, int] = {}
-        self._order: list[int] = []
-        self._by_correlation: dict[str, list[int]] = {}
-        self._by_causation: dict[str, list[int]] = {}
+        # Positions are 1, 2, 3...  Message ids are keyed by their int (hashed in C,
+        # unlike a UUID).
+        self._positions: dict[int, int] = {}  # message id -> position
+        self._appended: list[MessageRecord] = []  # as given, not yet read
+        # What the reads use, brought up to date by _catch_up: the stored records
+        # (the record at position p is _records[p - 1]) and the indexes.
+        self._records: list[MessageRecord] = []
+        self._by_correlation: dict[str, list[int]] = {}  # -> positions
+        self._by_causation: dict[str, list[int]] = {}  # -> positions
         self._openings: list[int] = []  # positions of the first record of each correlation
-        # The message ids in order, for prefix lookups: the first _sorted_count
-        # records of _order, merged in (one sort of a sorted run plus the new ones)
-        # when a lookup comes, so that appends do not pay for it.
-        self._sorted_ids: list[int] = []
-        self._sorted_count = 0
+        self._sorted_ids: list[int] = []  # message ids in order, for prefix lookups
         self._closed = False
 
     @classmethod
@@ -69,95 +71,112 @@ class MemoryStore(MessageStore):
     async def append(self, records: Sequence[MessageRecord]) -> None:
         self._check_open()
         self.check_writable()
+        positions = self._positions
         keys = [record.message_id.int for record in records]
-        stored = self._records
         # Validate the whole batch first: all or nothing.
         if len(set(keys)) != len(keys):
             raise StoreWriteError("the batch holds the same message_id twice")
         for key in keys:
-            if key in stored:
+            if key in positions:
                 raise StoreWriteError(f"message {UUID(int=key)} is already stored")
-        positions, order = self._positions, self._order
-        by_correlation, by_causation = self._by_correlation, self._by_causation
-        position = len(order)
-        for key, record in zip(keys, records, strict=True):
+        position = len(positions)
+        for key in keys:
             position += 1
-            stored[key] = record
             positions[key] = position
-            order.append(key)
+        self._appended += records
+
+    def _catch_up(self) -> None:
+        """Store and index the records appended since the last read: escaped as the
+        SQL stores escape them, with their position (copying a frozen record on every
+        append would be the store's main cost)."""
+        self._check_open()
+        appended = self._appended
+        if not appended:
+            return
+        self._appended = []
+        stored, by_correlation, by_causation = (
+            self._records,
+            self._by_correlation,
+            self._by_causation,
+        )
+        position = len(stored)
+        for given in appended:
+            position += 1
+            record = storable(given)
+            if record.position != position:
+                record = dataclasses.replace(record, position=position)
+            stored.append(record)
             correlation = by_correlation.get(record.correlation_id)
             if correlation is None:
-                by_correlation[record.correlation_id] = [key]
+                by_correlation[record.correlation_id] = [position]
                 self._openings.append(position)
             else:
-                correlation.append(key)
-            cause = record.causation_id
-            if cause is not None:
-                children = by_causation.get(cause)
-                if children is None:
-                    by_causation[cause] = [key]
-                else:
-                    children.append(key)
+                correlation.append(position)
+            if record.causation_id is not None:
+                by_causation.setdefault(record.causation_id, []).append(position)
+
+    def _at(self, positions: Sequence[int]) -> list[MessageRecord]:
+        stored = self._records
+        return [stored[position - 1] for position in positions]
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
-        self._check_open()
-        key = _key(message_id)
-        return self._read(key) if key in self._records else None
+        self._catch_up()
+        position = self._positions.get(_key(message_id))
+        return None if position is None else self._records[position - 1]
 
     async def by_correlation(self, correlation_id: str | UUID) -> list[MessageRecord]:
-        self._check_open()
-        keys = self._by_correlation.get(id_text(correlation_id), ())
-        return [self._read(key) for key in keys]
+        self._catch_up()
+        return self._at(self._by_correlation.get(id_text(correlation_id), ()))
 
     async def trace_causation(self, message_id: UUID | str) -> list[MessageRecord]:
-        self._check_open()
+        self._catch_up()
         chain: list[MessageRecord] = []
         seen: set[int] = set()
-        key: int | None = _key(message_id)
-        while key is not None and key in self._records and key not in seen:
-            seen.add(key)
-            record = self._read(key)
+        position = self._positions.get(_key(message_id))
+        while position is not None and position not in seen:
+            seen.add(position)
+            record = self._records[position - 1]
             chain.append(record)
-            key = None if record.causation_id is None else _key(record.causation_id)
+            cause = record.causation_id
+            position = None if cause is None else self._positions.get(_key(cause))
         chain.reverse()
         return chain
 
     async def trace_effects(self, message_id: UUID | str) -> list[MessageRecord]:
-        self._check_open()
-        start = _key(message_id)
-        if start not in self._records:
+        self._catch_up()
+        start = self._positions.get(_key(message_id))
+        if start is None:
             return []
         seen = {start}
         found: list[int] = []
         frontier = [start]
         while frontier:
-            parent = str(UUID(int=frontier.pop()))
-            for key in self._by_causation.get(parent, ()):
-                if key not in seen:
-                    seen.add(key)
-                    found.append(key)
-                    frontier.append(key)
-        found.sort(key=self._positions.__getitem__)
-        return [self._read(key) for key in found]
+            parent = str(self._records[frontier.pop() - 1].message_id)
+            for position in self._by_causation.get(parent, ()):
+                if position not in seen:
+                    seen.add(position)
+                    found.append(position)
+                    frontier.append(position)
+        found.sort()
+        return self._at(found)
 
     async def fetch_message_ids(self, low: UUID, high: UUID, limit: int) -> list[UUID]:
-        self._check_open()
-        order, ids = self._order, self._sorted_ids
-        if self._sorted_count < len(order):
-            ids += order[self._sorted_count :]
+        self._catch_up()
+        ids, positions = self._sorted_ids, self._positions
+        if len(ids) < len(positions):
+            # The ids appended since: one sort of a sorted run plus the new ones.
+            ids += [record.message_id.int for record in self._records[len(ids) :]]
             ids.sort()
-            self._sorted_count = len(order)
         matching = ids[bisect_left(ids, low.int) : bisect_right(ids, high.int)]
-        matching.sort(key=self._positions.__getitem__)
+        matching.sort(key=positions.__getitem__)
         return [UUID(int=key) for key in matching[:limit]]
 
     async def fetch_records(
         self, after: int, limit: int, where: RecordFilter
     ) -> list[MessageRecord]:
-        self._check_open()
+        self._catch_up()
         found: list[MessageRecord] = []
-        for key in self._order[after:]:
-            record = self._read(key)
+        for record in self._records[after:]:
             if where.is_empty or where.matches(record):
                 found.append(record)
                 if len(found) == limit:
@@ -166,20 +185,18 @@ class MemoryStore(MessageStore):
 
     async def last_position(self) -> int:
         self._check_open()
-        return len(self._order)
+        return len(self._positions)
 
     async def fetch_correlations(
         self, limit: int, before: int | None, where: RecordFilter
     ) -> list[CorrelationSummary]:
-        self._check_open()
+        self._catch_up()
         openings = self._openings
         end = len(openings) if before is None else bisect_left(openings, before)
         summaries: list[CorrelationSummary] = []
         for index in range(end - 1, -1, -1):
-            opening = self._read(self._order[openings[index] - 1])
-            summary = CorrelationSummary.of(
-                [self._read(key) for key in self._by_correlation[opening.correlation_id]]
-            )
+            opening = self._records[openings[index] - 1]
+            summary = CorrelationSummary.of(self._at(self._by_correlation[opening.correlation_id]))
             if where.is_empty or where.matches(opening, outcome=summary.outcome):
                 summaries.append(summary)
                 if len(summaries) == limit:
@@ -191,13 +208,7 @@ class MemoryStore(MessageStore):
 
     def __len__(self) -> int:
         """The number of stored records."""
-        return len(self._records)
-
-    def _read(self, key: int) -> MessageRecord:
-        record, position = self._records[key], self._positions[key]
-        if record.position != position:
-            record = self._records[key] = dataclasses.replace(record, position=position)
-        return record
+        return len(self._positions)
 
     def _check_open(self) -> None:
         if self._closed:

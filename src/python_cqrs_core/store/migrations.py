@@ -44,6 +44,11 @@ payload fields declared personal data, ``[]`` before) and ``payload_redacted``
 The partial indexes hold only the records that can match: a store whose recorder names
 no service (the default) pays nothing for the service index.
 
+Version 3 adds ``escaped_fields`` (JSON list of field names, ``[]`` before): the
+fields of a record whose content no store could hold as it was (NUL characters, lone
+surrogates, numbers that are not finite) and that were stored escaped (see
+:func:`~python_cqrs_core.store.records.escaped`).  Adding it writes no row.
+
 Each key grows with ``position`` (or time) within its first column's value, so an
 append writes at the right-hand edge of a few hot pages instead of at random places
 in the index.  ``kind`` has no index: a third to a half of all records share each
@@ -137,6 +142,11 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "WHERE service IS NOT NULL",
         ),
     ),
+    Migration(
+        3,
+        "escaped_fields column: what of a record was escaped to be stored",
+        ("ALTER TABLE cqrs_messages ADD COLUMN escaped_fields TEXT NOT NULL DEFAULT '[]'",),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -187,6 +197,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX cqrs_messages_service ON cqrs_messages (service, position) "
             "WHERE service IS NOT NULL",
         ),
+    ),
+    Migration(
+        3,
+        "escaped_fields column: what of a record was escaped to be stored",
+        ("ALTER TABLE cqrs_messages ADD COLUMN escaped_fields JSONB NOT NULL DEFAULT '[]'::jsonb",),
     ),
 )
 

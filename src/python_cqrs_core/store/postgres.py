@@ -42,7 +42,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from .base import MessageStore, StoreOpenError, StoreWriteError, url_without_password
+from .base import (
+    MessageStore,
+    StoreOpenError,
+    StoreWriteError,
+    url_without_password,
+    wait_for_write,
+)
 from .columns import POSTGRES, RowReader, RowWriter
 from .feed import CorrelationSummary, RecordFilter
 from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
@@ -103,6 +109,8 @@ ORDER BY b.ord
 
 
 _APPEND: Final = _append_statement()
+_MESSAGE_ID: Final = _WRITER.index("message_id")
+_COUNT_STORED: Final = "SELECT count(*) FROM cqrs_messages WHERE message_id = ANY($1::text[])"
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
 # A range of the message_id index, then sorted by position; MATERIALIZED keeps the
 # planner from walking the whole table in position order to skip the sort.
@@ -163,13 +171,18 @@ _queries = cache(_Queries)
 
 
 class _Append:
-    """One pending :meth:`PostgresStore.append`: its rows and the future it awaits."""
+    """One pending :meth:`PostgresStore.append`: its rows and the future it awaits.
 
-    __slots__ = ("future", "rows")
+    ``uncertain`` is set when a write of it was interrupted (its task cancelled while
+    the statement ran): it may have committed, which the next attempt checks first.
+    """
+
+    __slots__ = ("future", "rows", "uncertain")
 
     def __init__(self, rows: list[list[Any]], future: asyncio.Future[None]) -> None:
         self.rows = rows
         self.future = future
+        self.uncertain = False
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -279,42 +292,76 @@ class PostgresStore(MessageStore):
         if not records:
             return
         try:
-            values = _WRITER.values
-            rows = [values(record) for record in records]
+            rows = _WRITER.rows(records)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(f"cannot encode the batch for PostgreSQL: {exc}") from exc
         loop = asyncio.get_running_loop()
         pending = _Append(rows, loop.create_future())
         self._pending.append(pending)
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_pending())
-        await pending.future
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._start_writer(loop)
+        await wait_for_write(pending.future, f"{len(records)} record(s) for {self.url}")
+
+    def _start_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._writer = loop.create_task(self._write_pending())
+        self._writer.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, writer: asyncio.Task[None]) -> None:
+        """A loop shutting down cancels every task, this writer too (even before it
+        started): what it left pending gets a new writer, which the loop runs while
+        it waits for the cancelled appends (they wait for their writes)."""
+        loop = writer.get_loop()
+        if self._pending and writer is self._writer and not loop.is_closed():
+            self._start_writer(loop)
 
     async def _write_pending(self) -> None:
         """Write what is pending, in rounds, until nothing is (one task at a time)."""
         while self._pending:
             group, self._pending = self._pending, []
             try:
-                await self._insert([row for pending in group for row in pending.rows])
-            except StoreWriteError as exc:
-                if len(group) == 1:
-                    _settle(group[0].future, exc)
-                    continue
-                for pending in group:  # find the culprit; the others are stored alone
-                    try:
-                        await self._insert(pending.rows)
-                    except StoreWriteError as single:
-                        _settle(pending.future, single)
-                    else:
-                        _settle(pending.future, None)
-            except BaseException as exc:  # cancelled (loop closing): nobody is left unsettled
-                for pending in [*group, *self._pending]:
-                    _settle(pending.future, StoreWriteError(f"write interrupted: {exc!r}"))
-                self._pending = []
+                await self._write_group(group)
+            except BaseException:
+                # Cancelled (the loop is shutting down), maybe in the middle of the
+                # statement: what is not settled goes back, to be checked and written
+                # by the next writer (see _writer_ended).
+                unsettled = [pending for pending in group if not pending.future.done()]
+                for pending in unsettled:
+                    pending.uncertain = True
+                self._pending[:0] = unsettled
                 raise
-            else:
-                for pending in group:
+
+    async def _write_group(self, group: list[_Append]) -> None:
+        for pending in [p for p in group if p.uncertain]:
+            if await self._stored(pending.rows):  # the interrupted write had committed
+                _settle(pending.future, None)
+                group.remove(pending)
+        if not group:
+            return
+        try:
+            await self._insert([row for pending in group for row in pending.rows])
+        except StoreWriteError as exc:
+            if len(group) == 1:
+                _settle(group[0].future, exc)
+                return
+            for pending in group:  # find the culprit; the others are stored alone
+                try:
+                    await self._insert(pending.rows)
+                except StoreWriteError as single:
+                    _settle(pending.future, single)
+                else:
                     _settle(pending.future, None)
+        else:
+            for pending in group:
+                _settle(pending.future, None)
+
+    async def _stored(self, rows: list[list[Any]]) -> bool:
+        """Whether every row of a batch is stored (a batch commits whole or not at
+        all; some rows stored means other records with the same ids)."""
+        ids = [row[_MESSAGE_ID] for row in rows]
+        async with self._pool.acquire() as conn:
+            found = await conn.fetchval(_COUNT_STORED, ids)
+        return bool(found == len(ids))
 
     async def _insert(self, rows: list[list[Any]]) -> None:
         import asyncpg

@@ -8,7 +8,7 @@
     ...
     await recorder.close()                   # then store.close()
 
-The recorder is a middleware (one record per message) plus a lifecycle listener (one
+The recorder is a middleware (one record per message) plus a handler middleware (one
 :class:`~python_cqrs_core.store.HandlerOutcome` per handler that ran).
 
 **Group commit.**  The *root* dispatch of a chain (the one its caller awaits) opens a
@@ -22,39 +22,63 @@ A task spawned inside a handler (``asyncio.create_task``) inherits the batch; if
 dispatches after the root committed, or is still running then, its records are
 committed on their own when its dispatches end, never dropped.
 
-With ``durability="async"`` records are queued and written in the background;
-:meth:`MessageRecorder.flush` and :meth:`MessageRecorder.close` wait for the queue to
-drain.  A crash of the process then loses what was queued but not yet written (at
-most the dispatches of the last few milliseconds).
+**Background writes** (``durability="async"``).  Records are queued and written by a
+task of the running event loop; :meth:`MessageRecorder.flush` and
+:meth:`MessageRecorder.close` wait until the queue is written.  What is still queued
+when the program ends is written anyway:
+
+- when the event loop shuts down (``asyncio.run()`` returning, whether or not the
+  program closed the recorder), in the loop's own shutdown of asynchronous
+  generators, before it closes;
+- at the normal exit of the process, if the loop was left unclosed (it is run once
+  more to write them);
+- if neither is possible (the loop was closed with records still queued), the loss
+  is logged at ERROR on ``python_cqrs_core.store`` with the number of records lost.
+
+A crash of the process (``SIGKILL``, power loss) loses what was queued and not yet
+written: at most the dispatches of the last few milliseconds.  The recorder may be
+used from one event loop after another (a test suite's loops): each loop gets a
+writer of its own, and :meth:`~MessageRecorder.flush` never waits for a loop that is
+not running.
 
 **Failures.**  A failing handler is recorded as failed (error type and message) and
-its exception reaches the caller unchanged.  When the store cannot take the records,
-the root dispatch raises :class:`~python_cqrs_core.store.StoreWriteError` (with the
-store's error chained) if the handlers succeeded; if they failed too, their exception
-is re-raised unchanged with a note saying the record was lost, and the loss is logged
-at ERROR.  Nothing the bus accepted is silently lost.
+its exception reaches the caller unchanged, the same object, whatever it is (an
+exception whose ``__str__`` itself raises is recorded with placeholder text, see
+:func:`~python_cqrs_core.errors.exception_message`).  When the store cannot take the
+records, the root dispatch raises :class:`~python_cqrs_core.store.StoreWriteError`
+(with the store's error chained) if the handlers succeeded; if they failed too, their
+exception is re-raised unchanged with a note saying the record was lost, and the loss
+is logged at ERROR.  Nothing the bus accepted is silently lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
+from ..errors import exception_message
 from ..headers import trace_headers
-from ..lifecycle import HandlerEvent
 from ..mediator import CallNext, Mediator
 from ..messages import BaseMessage, MessageKind, message_type_name
 from ..names import STORE_LOGGER, TRACING_FIELDS
 from ..pii import pii_fields
 from ..validation import validate_type_name
-from .base import MessageAlreadyRecordedError, MessageStore, ReadOnlyStoreError, StoreWriteError
+from .base import (
+    MessageAlreadyRecordedError,
+    MessageStore,
+    ReadOnlyStoreError,
+    StoreWriteError,
+    url_without_password,
+)
 from .records import UNRECORDABLE_PAYLOAD, HandlerOutcome, MessageRecord, redact
 
 __all__ = ["Durability", "MessageRecorder"]
@@ -108,16 +132,27 @@ class _Batch:
 class _Entry:
     """One message being dispatched: what becomes its record when it ends."""
 
-    __slots__ = ("batch", "failure", "handlers", "headers", "message", "record", "start_ns")
+    __slots__ = (
+        "batch", "failure", "handlers", "id_text", "message", "parent", "record", "start_ns",
+    )  # fmt: skip
 
-    def __init__(self, message: BaseMessage, batch: _Batch) -> None:
+    def __init__(self, message: BaseMessage, batch: _Batch, parent: _Entry | None) -> None:
         self.message = message
         self.batch = batch
-        self.headers = trace_headers()
+        self.parent = parent
         self.handlers: list[HandlerOutcome] = []
         self.failure: HandlerOutcome | None = None  # the first handler that failed
-        self.record: MessageRecord | None = None
+        self.id_text: str | None = None  # str(request_id), once a record needed it
+        self.record: MessageRecord | None = None  # built when its dispatch ends
         self.start_ns = _perf_ns()
+
+    def text_of_id(self) -> str:
+        """``str(message.request_id)``, worked out once (a child's causation id and
+        the root's correlation id are this text)."""
+        text = self.id_text
+        if text is None:
+            text = self.id_text = str(self.message.request_id)
+        return text
 
 
 class MessageRecorder:
@@ -160,9 +195,10 @@ class MessageRecorder:
                 validate_type_name(service)
             except ValueError as exc:
                 raise ValueError(f"service {exc}, got {service!r}") from None
+        self._where = url_without_password(store.url)  # for messages and logs
         if store.read_only:
             raise ReadOnlyStoreError(
-                f"cannot record into {store.url}: it was opened read-only "
+                f"cannot record into {self._where}: it was opened read-only "
                 "(open_store(url, read_only=True))"
             )
         self.store = store
@@ -175,24 +211,32 @@ class MessageRecorder:
         self._current: ContextVar[_Entry | None] = ContextVar(
             f"cqrs_recorder_{id(self):x}", default=None
         )
-        # durability="async": records waiting for the background writer
+        # durability="async": records waiting for a writer, the writer task (of the
+        # loop that last queued), what writers are writing now, and failures not yet
+        # reported by flush().  See _queue_records.
         self._queue: list[MessageRecord] = []
-        self._queued = asyncio.Event()
-        self._drained = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._in_flight = 0
         self._write_errors: list[BaseException] = []
+        # One shutdown hook per event loop the recorder wrote from (see _watch).
+        self._hooks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         self._closed = False
-        # Messages whose records were written (or queued): dispatching one of them
-        # again is refused before its handler runs.  Weak: nothing is kept alive.
-        self._recorded: weakref.WeakSet[BaseMessage] = weakref.WeakSet()
+        # Messages whose records were written (or queued), by request_id: dispatching
+        # one of them again is refused before its handler runs.  Weak: nothing is kept
+        # alive; references to messages gone are dropped when the dict has doubled.
+        self._recorded: dict[int, weakref.ref[BaseMessage]] = {}
+        self._forget_at = _FORGET_AT_LEAST
 
     def install(self, bus: Mediator) -> MessageRecorder:
-        """Add the recorder's middleware and listener to ``bus``; returns ``self``."""
+        """Add the recorder's middleware (around each message) and handler middleware
+        (around each handler) to ``bus``; returns ``self``."""
         kinds: tuple[MessageKind, ...] = ("command", "event")
         if self.record_queries:
             kinds += ("query",)
         bus.add_middleware(self._record, kinds=kinds)
-        bus.add_listener(self._on_handler_event)
+        bus.add_handler_middleware(self._observe, kinds=kinds)
         return self
 
     # -- the middleware ---------------------------------------------------------------
@@ -200,7 +244,8 @@ class MessageRecorder:
     async def _record(self, message: BaseMessage, call_next: CallNext) -> Any:
         if self._closed:
             raise RuntimeError("this MessageRecorder is closed")
-        if message in self._recorded:
+        seen = self._recorded.get(message.request_id.int)
+        if seen is not None and seen() is not None:
             raise MessageAlreadyRecordedError(
                 f"{type(message).__name__} {message.request_id} was already dispatched and "
                 "recorded; a message is recorded once, so dispatching it again would run "
@@ -210,8 +255,8 @@ class MessageRecorder:
         current = self._current
         parent = current.get()
         root = parent is None or parent.batch.sealed
-        batch = _Batch() if parent is None or root else parent.batch
-        entry = _Entry(message, batch)
+        batch = _Batch() if root else parent.batch  # type: ignore[union-attr]
+        entry = _Entry(message, batch, parent)
         batch.entries.append(entry)
         token = current.set(entry)
         try:
@@ -232,57 +277,78 @@ class MessageRecorder:
             await self._commit_late(entry, None)
         return result
 
-    def _on_handler_event(self, event: HandlerEvent) -> None:
-        if event.phase == "started":
-            return
+    async def _observe(self, message: BaseMessage, handler: str, call_next: CallNext) -> Any:
+        """The handler middleware: how each handler of the current message ended."""
         entry = self._current.get()
-        if entry is None or entry.message.request_id != event.message.request_id:
-            return
-        error = event.error
-        duration_ms = (event.duration_ns or 0) / 1e6
-        if error is None:
-            entry.handlers.append(HandlerOutcome(event.handler, "succeeded", duration_ms))
-            return
-        outcome = HandlerOutcome(
-            event.handler, "failed", duration_ms, type(error).__name__, str(error)
-        )
-        entry.handlers.append(outcome)
-        if entry.failure is None:
-            entry.failure = outcome
+        if entry is None or (
+            entry.message is not message and entry.message.request_id != message.request_id
+        ):
+            return await call_next(message)  # not a message this recorder records
+        start = _perf_ns()
+        try:
+            result = await call_next(message)
+        except BaseException as error:
+            outcome = HandlerOutcome(
+                handler,
+                "failed",
+                (_perf_ns() - start) / 1e6,
+                type(error).__name__,
+                exception_message(error),
+            )
+            entry.handlers.append(outcome)
+            if entry.failure is None:
+                entry.failure = outcome
+            raise
+        entry.handlers.append(HandlerOutcome(handler, "succeeded", (_perf_ns() - start) / 1e6))
+        return result
 
     def _make_record(self, entry: _Entry, error: BaseException | None) -> MessageRecord:
-        duration_ms = (_perf_ns() - entry.start_ns) / 1e6
         message = entry.message
         failed = entry.failure
         if failed is not None:
             error_type, error_message = failed.error_type, failed.error_message
         elif error is not None:  # raised outside any handler (e.g. an inner middleware)
-            error_type, error_message = type(error).__name__, str(error)
+            error_type, error_message = type(error).__name__, exception_message(error)
         else:
             error_type = error_message = None
-        causation = message.causation_id
+        request_id = message.request_id
+        # The texts of the ids, each worked out once per chain: the correlation id
+        # is normally the root's request_id, the causation id the parent's.
         correlation = message.correlation_id  # always set once dispatched
+        if correlation is None or correlation is request_id:
+            correlation_text = entry.text_of_id()
+        else:
+            correlation_text = _id_text_in(entry, correlation)
+        causation = message.causation_id
+        parent = entry.parent
+        if causation is None:
+            causation_text = None
+        elif parent is not None and causation is parent.message.request_id:
+            causation_text = parent.text_of_id()
+        else:
+            causation_text = str(causation)
         recorded = _recorded_type(type(message))
         redacted = self.redact_pii and bool(recorded.pii)
         return MessageRecord(
-            message_id=message.request_id,
-            kind=message.message_kind,
-            message_type=recorded.name,
-            correlation_id=str(message.request_id if correlation is None else correlation),
-            causation_id=None if causation is None else str(causation),
-            requested_by=message.requested_by,
-            requested_at=message.requested_at,
-            recorded_at=_now(UTC),
-            payload=self._payload(message, recorded, redacted),
-            outcome="failed" if error_type is not None else "succeeded",
-            handlers=tuple(entry.handlers),
-            error_type=error_type,
-            error_message=error_message,
-            duration_ms=duration_ms,
-            headers=entry.headers,
-            service=self.service,
-            pii_fields=recorded.pii,
-            payload_redacted=redacted,
+            request_id,
+            message.message_kind,
+            recorded.name,
+            correlation_text,
+            causation_text,
+            message.requested_by,
+            message.requested_at,
+            _now(UTC),
+            self._payload(message, recorded, redacted),
+            "failed" if error_type is not None else "succeeded",
+            tuple(entry.handlers),
+            error_type,
+            error_message,
+            (_perf_ns() - entry.start_ns) / 1e6,
+            trace_headers(),
+            None,
+            self.service,
+            recorded.pii,
+            redacted,
         )
 
     @staticmethod
@@ -295,13 +361,14 @@ class MessageRecorder:
             )
         except Exception as exc:  # noqa: BLE001 - a field JSON cannot represent
             # Never lose the record (nor mask a handler's exception) over its payload.
+            reason = f"{type(exc).__name__}: {exception_message(exc)}"
             logger.warning(
                 "payload of %s %s cannot be recorded as JSON: %s",
                 recorded.name,
                 message.request_id,
-                exc,
+                reason,
             )
-            return {UNRECORDABLE_PAYLOAD: f"{type(exc).__name__}: {exc}"}
+            return {UNRECORDABLE_PAYLOAD: reason}
         return redact(payload, recorded.pii) if redacted else payload
 
     # -- committing ---------------------------------------------------------------------
@@ -309,27 +376,35 @@ class MessageRecorder:
     async def _commit(self, batch: _Batch, error: BaseException | None) -> None:
         """Hand the batch of a finished root dispatch to the store."""
         batch.sealed = True
-        records = [e.record for e in batch.entries if e.record is not None]
-        # Entries point back at their batch: let the chain's messages and records go
-        # as soon as they are written, not at the next cycle collection.
-        messages = [e.message for e in batch.entries if e.record is not None]
-        batch.entries.clear()
-        if await self._write(records, error):
-            self._recorded.update(messages)
+        entries, batch.entries = batch.entries, []
+        # An entry still running (in a task that outlived the root) commits on its own
+        # when it ends.
+        done = [entry for entry in entries if entry.record is not None]
+        records = [entry.record for entry in done]
+        for entry in done:  # let the chain go as soon as it is written (no cycles)
+            entry.parent = None
+        if await self._write(records, error):  # type: ignore[arg-type]
+            self._remember([entry.message for entry in done])
 
     async def _commit_late(self, entry: _Entry, error: BaseException | None) -> None:
+        entry.parent = None
         assert entry.record is not None
         if await self._write([entry.record], error):
-            self._recorded.add(entry.message)
+            self._remember([entry.message])
+
+    def _remember(self, messages: list[BaseMessage]) -> None:
+        recorded, ref = self._recorded, weakref.ref
+        for message in messages:
+            recorded[message.request_id.int] = ref(message)
+        if len(recorded) > self._forget_at:
+            alive = {key: seen for key, seen in recorded.items() if seen() is not None}
+            self._recorded = alive
+            self._forget_at = max(_FORGET_AT_LEAST, 2 * len(alive))
 
     async def _write(self, records: list[MessageRecord], error: BaseException | None) -> bool:
         """Write (or queue) the records; False when the store refused them."""
         if self.durability == "async":
-            self._queue.extend(records)
-            self._drained.clear()
-            self._queued.set()
-            if self._writer is None:
-                self._writer = asyncio.get_running_loop().create_task(self._background())
+            self._queue_records(records)
             return True
         try:
             await self.store.append(records)
@@ -350,8 +425,9 @@ class MessageRecorder:
         if len(records) > 5:
             what += f" and {len(records) - 5} more"
         text = (
-            f"the message store {self.store.url} could not record {len(records)} "
-            f"message(s) ({what}): {type(store_error).__name__}: {store_error}"
+            f"the message store {self._where} could not record {len(records)} "
+            f"message(s) ({what}): {type(store_error).__name__}: "
+            f"{exception_message(store_error)}"
         )
         logger.error("%s", text, exc_info=store_error)
         if handler_error is not None:
@@ -359,40 +435,92 @@ class MessageRecorder:
             return
         raise StoreWriteError(text) from store_error
 
-    # -- async durability -----------------------------------------------------------------
+    # -- durability="async" ---------------------------------------------------------------
 
-    async def _background(self) -> None:
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            while self._queue:
-                records, self._queue = self._queue, []
-                try:
-                    await self.store.append(records)
-                except Exception as exc:
-                    self._write_errors.append(exc)
-                    logger.error(
-                        "the message store %s could not record %d message(s) in the background",
-                        self.store.url,
-                        len(records),
-                        exc_info=exc,
-                    )
-            self._drained.set()
+    def _queue_records(self, records: list[MessageRecord]) -> None:
+        self._queue.extend(records)
+        loop = asyncio.get_running_loop()
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._start_writer(loop)
+
+    def _start_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A writer task on ``loop``; it ends when the queue is empty (a writer of a
+        loop that stopped is left behind: this one takes over the queue)."""
+        self._writer = loop.create_task(self._write_queue())
+        if loop not in self._hooks:
+            self._watch(loop)
+        _unwritten.add(self)
+
+    async def _write_queue(self) -> None:
+        while self._queue:
+            records, self._queue = self._queue, []
+            self._in_flight += len(records)
+            try:
+                await self.store.append(records)
+            except Exception as exc:  # kept for flush(), logged now
+                self._write_errors.append(exc)
+                logger.error(
+                    "the message store %s could not record %d message(s) in the background: %s: %s",
+                    self._where,
+                    len(records),
+                    type(exc).__name__,
+                    exception_message(exc),
+                    exc_info=exc,
+                )
+            finally:
+                # Written, refused (reported), or, when the loop is shutting down and
+                # cancels this task, written before the store let the cancel through.
+                self._in_flight -= len(records)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the shutdown of ``loop`` write what is still queued.
+
+        ``asyncio.run()`` (and any runner) ends by closing the loop's asynchronous
+        generators, awaiting each one's ``finally``, before it closes the loop.  An
+        asynchronous generator of the recorder, started here so that the loop knows
+        it, is such a ``finally``; the recorder holds it (the loop only refers to it
+        weakly).
+        """
+        hook = self._on_loop_shutdown()
+        step = hook.__anext__()  # the first iteration registers it with the loop
+        with contextlib.suppress(StopIteration):
+            step.send(None)  # runs it to its yield (it does not await before)
+        self._hooks[loop] = hook
+
+    async def _on_loop_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Write everything queued, from the running loop (whatever started it)."""
+        loop = asyncio.get_running_loop()
+        while self._queue or _writing_on(self._writer, loop):
+            writer = self._writer
+            if writer is None or writer.done() or writer.get_loop() is not loop:
+                self._start_writer(loop)
+            try:
+                await asyncio.shield(self._writer)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                if not _writing_on(self._writer, loop):  # the writer was cancelled
+                    continue
+                raise
 
     async def flush(self) -> None:
         """Wait until every record queued so far is written (``durability="async"``).
 
         Raises :class:`~python_cqrs_core.store.StoreWriteError` if a background write
         failed since the last flush.  With ``durability="sync"`` nothing is ever
-        pending, and this returns at once.
+        pending, and this returns at once.  It waits for writes of the running loop
+        only, never for a loop that is not running.
         """
-        if self._writer is not None:
-            await self._drained.wait()
+        await self._drain()
         if self._write_errors:
             errors, self._write_errors = self._write_errors, []
             raise StoreWriteError(
-                f"{len(errors)} background write(s) to {self.store.url} failed; "
-                "their records are lost"
+                f"{len(errors)} background write(s) to {self._where} failed; their records are lost"
             ) from errors[0]
 
     async def close(self) -> None:
@@ -404,8 +532,61 @@ class MessageRecorder:
             await self.flush()
         finally:
             self._closed = True
-            if self._writer is not None:
-                self._writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._writer
-                self._writer = None
+            _unwritten.discard(self)
+
+    def _unwritten(self) -> int:
+        """Records queued or being written (for the report at exit)."""
+        return len(self._queue) + self._in_flight
+
+    def _write_at_exit(self) -> None:
+        """At the exit of the process: write what is left, on the loop that queued it
+        if it can still run, else report the loss."""
+        if not self._unwritten():
+            return
+        writer = self._writer
+        loop = None if writer is None else writer.get_loop()
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            try:
+                loop.run_until_complete(asyncio.wait_for(self._drain(), _EXIT_TIMEOUT))
+            except Exception:  # reported below, with what is left
+                logger.exception("writing the queued records at exit failed")
+        lost = self._unwritten()
+        if lost:
+            logger.error(
+                "%d record(s) queued for the message store %s were never written: the "
+                "event loop that queued them was closed first (await recorder.close(), "
+                "or flush(), before the loop closes); they are lost",
+                lost,
+                self._where,
+            )
+
+
+_FORGET_AT_LEAST = 1024
+"""Recorded messages remembered before references to those gone are dropped."""
+
+_EXIT_TIMEOUT = 30.0
+"""Seconds the exit of the process waits for queued records to be written."""
+
+_unwritten: weakref.WeakSet[MessageRecorder] = weakref.WeakSet()
+"""The recorders with background writes that may not be written yet."""
+
+
+@atexit.register
+def _write_everything_at_exit() -> None:
+    for recorder in list(_unwritten):
+        recorder._write_at_exit()
+
+
+def _writing_on(writer: asyncio.Task[None] | None, loop: asyncio.AbstractEventLoop) -> bool:
+    return writer is not None and not writer.done() and writer.get_loop() is loop
+
+
+def _id_text_in(entry: _Entry, correlation: UUID | str) -> str:
+    """The text of a correlation id that is not the message's own id: the root's
+    text when it is the root's id (an inherited correlation), else its own."""
+    root = entry
+    while root.parent is not None:
+        root = root.parent
+    if correlation is root.message.request_id:
+        return root.text_of_id()
+    return str(correlation)

@@ -37,9 +37,12 @@ uses it, so all of them agree on roots, orphans and cycles::
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import isfinite
 from typing import Any, Literal, cast
 from uuid import UUID
 
@@ -58,10 +61,14 @@ __all__ = [
     "Outcome",
     "RecordNotReconstructibleError",
     "assemble_trees",
+    "escape_json",
+    "escape_text",
+    "escaped",
     "id_prefix_bounds",
     "id_text",
     "order_chain",
     "redact",
+    "storable",
 ]
 
 Outcome = Literal["succeeded", "failed"]
@@ -210,6 +217,11 @@ class MessageRecord:
     ``pii_fields`` the payload fields its class declares :data:`~python_cqrs_core.PII`,
     and ``payload_redacted`` says whether those were already replaced by ``"***"``
     when it was recorded (``MessageRecorder(redact_pii=True)``).
+
+    ``escaped_fields`` names the fields whose content no store could hold as it was
+    and that were therefore stored escaped (see :func:`escaped`): text with NUL
+    characters or lone surrogates, numbers that are not finite.  It is ``()`` for
+    almost every record.
     """
 
     message_id: UUID
@@ -231,6 +243,7 @@ class MessageRecord:
     service: str | None = None
     pii_fields: tuple[str, ...] = ()
     payload_redacted: bool = False
+    escaped_fields: tuple[str, ...] = ()
 
     @property
     def handler(self) -> str | None:
@@ -281,6 +294,11 @@ class MessageRecord:
                 f"{where} cannot be turned back into its message: its personal data "
                 f"({', '.join(self.pii_fields)}) was redacted when it was recorded "
                 "(MessageRecorder(redact_pii=True))"
+            )
+        if "payload" in self.escaped_fields:
+            raise RecordNotReconstructibleError(
+                f"{where} cannot be turned back into its message: its payload held text "
+                "or numbers no store can hold, and was escaped when it was recorded"
             )
         if self.payload.keys() == {UNRECORDABLE_PAYLOAD}:
             raise RecordNotReconstructibleError(
@@ -337,6 +355,7 @@ class MessageRecord:
             "service": self.service,
             "pii_fields": list(self.pii_fields),
             "payload_redacted": self.payload_redacted,
+            "escaped_fields": list(self.escaped_fields),
         }
 
     @classmethod
@@ -370,6 +389,7 @@ class MessageRecord:
             service=data.get("service"),
             pii_fields=tuple(str(name) for name in data.get("pii_fields") or ()),
             payload_redacted=bool(data.get("payload_redacted", False)),
+            escaped_fields=tuple(str(name) for name in data.get("escaped_fields") or ()),
         )
 
 
@@ -480,3 +500,207 @@ def order_chain(target: UUID | str, rows: Mapping[str, MessageRecord]) -> list[M
         key = record.causation_id
     chain.reverse()
     return chain
+
+
+# -- what no store can hold, escaped the same way for every backend -------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NON_FINITE_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _surrogate_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
+
+
+def _fine_text(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
+
+
+def escape_text(text: str) -> str:
+    r"""``text`` with every NUL character and every lone surrogate written out as the
+    six characters ``\uXXXX``; any other text is returned as it is.
+
+    A NUL cannot be stored in PostgreSQL text, and a lone surrogate (what Python's
+    ``surrogateescape`` makes of a file name that is not UTF-8) cannot be encoded
+    in UTF-8 at all, so no store can hold either.  Backslashes are not doubled: an
+    escaped text reads as the original to a person, and the record that holds it
+    says it was escaped (``MessageRecord.escaped_fields``).
+
+    >>> print(escape_text("report\x00.pdf"), escape_text("caf\udce9.txt"), escape_text("ok"))
+    report\u0000.pdf caf\udce9.txt ok
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    if not text.isascii():
+        text = _SURROGATE.sub(_surrogate_escape, text)
+    return text
+
+
+def _fine_json(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _fine_text(value)
+    if kind is dict:
+        for key, item in value.items():
+            if not (type(key) is not str or _fine_text(key)) or not _fine_json(item):
+                return False
+        return True
+    if kind is float:
+        return isfinite(value)
+    if kind is list or kind is tuple:
+        return all(map(_fine_json, value))
+    return True
+
+
+def escape_json(value: Any) -> Any:
+    """A JSON value with its text escaped (:func:`escape_text`, keys included) and
+    its numbers that are not finite written as the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"`` (strict JSON, and PostgreSQL's ``jsonb``,
+    have no such numbers).  What is fine is returned as it is.
+
+    >>> escape_json({"ratio": float("nan"), "path": "a\\udcff", "n": [1.5, float("-inf")]})
+    {'ratio': 'NaN', 'path': 'a\\\\udcff', 'n': [1.5, '-Infinity']}
+    """
+    kind = type(value)
+    if kind is str:
+        return escape_text(value)
+    if kind is float:
+        return value if isfinite(value) else _NON_FINITE_NAMES[repr(value)]
+    if kind is dict:
+        return {
+            escape_text(key) if type(key) is str else key: escape_json(item)
+            for key, item in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [escape_json(item) for item in value]
+    return value
+
+
+def _escaped_handler(outcome: HandlerOutcome) -> HandlerOutcome:
+    duration = outcome.duration_ms
+    return HandlerOutcome(
+        escape_text(outcome.handler),
+        outcome.outcome,
+        duration if isfinite(duration) else 0.0,
+        None if outcome.error_type is None else escape_text(outcome.error_type),
+        None if outcome.error_message is None else escape_text(outcome.error_message),
+    )
+
+
+_TEXT_FIELDS = ("message_type", "correlation_id", "causation_id", "requested_by", "error_type",
+                "error_message", "service")  # fmt: skip
+
+
+def escaped(record: MessageRecord) -> MessageRecord:
+    """``record`` as every store holds it: the same record when all of it can be
+    stored, else a copy in which what cannot is escaped, and whose
+    ``escaped_fields`` names the fields that changed.
+
+    - text (any text field, the payload's keys and strings, header names and values,
+      handler names and error texts) with NUL characters or lone surrogates:
+      :func:`escape_text`;
+    - numbers that are not finite: in the payload and headers the strings ``"NaN"``,
+      ``"Infinity"``, ``"-Infinity"`` (:func:`escape_json`); ``duration_ms``
+      ``None``; a handler's duration ``0.0``.
+
+    Every backend applies it on ``append``, so a record reads back the same from
+    each of them, and any view of it (``cqrs ... --json`` included) is valid, strict
+    JSON.  A record whose payload was escaped cannot be turned back into its message
+    (:meth:`MessageRecord.to_message`).
+
+    >>> from datetime import UTC, datetime
+    >>> now = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> broken = MessageRecord(
+    ...     UUID(int=1), "command", "files.Upload", "op-1", None, None, now, now,
+    ...     {"name": "caf\\udce9.txt", "ratio": float("inf")}, "failed", (), "OSError",
+    ...     "cannot open caf\\udce9.txt\\x00", 1.0, {})
+    >>> stored = escaped(broken)
+    >>> stored.payload
+    {'name': 'caf\\\\udce9.txt', 'ratio': 'Infinity'}
+    >>> print(stored.error_message, stored.escaped_fields)
+    cannot open caf\\udce9.txt\\u0000 ('error_message', 'payload')
+    """
+    changes: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        text = getattr(record, name)
+        if text is not None and not _fine_text(text):
+            changes[name] = escape_text(text)
+    duration = record.duration_ms
+    if duration is not None and not isfinite(duration):
+        changes["duration_ms"] = None
+    for name in ("payload", "headers"):
+        if not _fine_json(getattr(record, name)):
+            changes[name] = escape_json(getattr(record, name))
+    handlers = record.handlers
+    if not all(_fine_handler(outcome) for outcome in handlers):
+        changes["handlers"] = tuple(_escaped_handler(outcome) for outcome in handlers)
+    if not all(map(_fine_text, record.pii_fields)):
+        changes["pii_fields"] = tuple(escape_text(name) for name in record.pii_fields)
+    if not changes:
+        return record
+    names = sorted({*record.escaped_fields, *changes})
+    return dataclasses.replace(record, **changes, escaped_fields=tuple(names))
+
+
+def _fine_handler(outcome: HandlerOutcome) -> bool:
+    return (
+        _fine_text(outcome.handler)
+        and isfinite(outcome.duration_ms)
+        and (outcome.error_type is None or _fine_text(outcome.error_type))
+        and (outcome.error_message is None or _fine_text(outcome.error_message))
+    )
+
+
+def storable(record: MessageRecord) -> MessageRecord:
+    """:func:`escaped`, with a quick test first: the record itself when, as nearly
+    always, nothing in it needs escaping (what the memory store calls on every
+    append; the SQL stores test the rows they encode instead)."""
+    # One test for the plain texts: their concatenation is ASCII without NUL.
+    texts = (
+        f"{record.message_type}{record.correlation_id}{record.causation_id}"
+        f"{record.requested_by}{record.error_type}{record.error_message}{record.service}"
+    )
+    duration = record.duration_ms
+    if (
+        texts.isascii()
+        and "\x00" not in texts
+        and (duration is None or isfinite(duration))
+        and _fine_json(record.payload)
+        and (not record.headers or _fine_json(record.headers))
+        and all(map(_fine_handler, record.handlers))
+        and (not record.pii_fields or all(map(_fine_text, record.pii_fields)))
+    ):
+        return record
+    return escaped(record)
+
+
+# -- records built fast -----------------------------------------------------------------
+
+
+def _fast_init(cls: type) -> None:
+    """Give a frozen slots dataclass an ``__init__`` that fills its slots through
+    their descriptors, instead of the one :mod:`dataclasses` writes, which goes
+    through ``object.__setattr__`` for every field (it must get past the frozen
+    ``__setattr__``): about half the cost, on the path of every recorded message.
+    Same parameters and defaults, written out as :mod:`dataclasses` writes its own."""
+    namespace: dict[str, Any] = {}
+    parameters: list[str] = []
+    body: list[str] = []
+    for number, item in enumerate(dataclasses.fields(cls)):
+        if item.default is dataclasses.MISSING:
+            parameters.append(item.name)
+        else:
+            namespace[f"default_{number}"] = item.default
+            parameters.append(f"{item.name}=default_{number}")
+        namespace[f"set_{number}"] = cls.__dict__[item.name].__set__
+        body.append(f"    set_{number}(self, {item.name})")
+    source = f"def __init__(self, {', '.join(parameters)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # noqa: S102 - built from the class's own fields, no input
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = vars(cls)["__init__"].__doc__
+    setattr(cls, "__init__", init)  # noqa: B010 - mypy keeps the dataclass signature
+
+
+_fast_init(HandlerOutcome)
+_fast_init(MessageRecord)

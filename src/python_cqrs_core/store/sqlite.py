@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from uuid import UUID
 
 from ..names import STORE_LOGGER
-from .base import MessageStore, StoreOpenError, StoreWriteError
+from .base import MessageStore, StoreOpenError, StoreWriteError, wait_for_write
 from .columns import SQLITE, RowReader, RowWriter
 from .feed import CorrelationSummary, RecordFilter
 from .migrations import LATEST_VERSION, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
@@ -76,14 +76,23 @@ Synchronous = Literal["normal", "full"]
 _T = TypeVar("_T")
 
 _WRITER: Final = RowWriter(SQLITE)
-# The writer sends the store's own flag after the record's columns.
-_INSERT: Final = (
-    f"INSERT INTO cqrs_messages ({', '.join(_WRITER.names)}, opens_correlation) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _WRITER.names)}, ?)"
-)
-_CORRELATION: Final = _WRITER.index("correlation_id")
-_OPENS: Final = len(_WRITER.names)
-_KNOWN_CORRELATION: Final = "SELECT 1 FROM cqrs_messages WHERE correlation_id = ? LIMIT 1"
+
+
+def _insert_statement() -> str:
+    """The ``INSERT`` of one row, which also decides the store's own flag: a record
+    opens its correlation when no record of it is stored yet.  The rows of a batch
+    are inserted one after the other in one transaction, under the write lock, so
+    the second record of a new correlation already sees the first."""
+    names = ", ".join(_WRITER.names)
+    values = ", ".join(f"?{n}" for n in range(1, len(_WRITER.names) + 1))
+    correlation = _WRITER.index("correlation_id") + 1
+    return (
+        f"INSERT INTO cqrs_messages ({names}, opens_correlation) VALUES ({values}, "  # noqa: S608
+        f"NOT EXISTS (SELECT 1 FROM cqrs_messages WHERE correlation_id = ?{correlation}))"
+    )
+
+
+_INSERT: Final = _insert_statement()
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
 # A range of the message_id index, then sorted by position: "+position" keeps SQLite
 # from walking the whole table in position order instead (it has no statistics to
@@ -239,10 +248,7 @@ class _Job:
         future: asyncio.Future[None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        values = _WRITER.values
-        self.rows = [values(record) for record in records]
-        for row in self.rows:
-            row.append(0)  # opens_correlation: decided by the writer, in the transaction
+        self.rows = _WRITER.rows(records)
         self.future = future
         self.loop = loop
 
@@ -352,19 +358,11 @@ class _Writer(threading.Thread):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         conn = self.conn
-        rows: list[list[Any]] = []
-        first_row: dict[str, list[Any]] = {}  # correlation id -> its first row here
-        for job in jobs:
-            for row in job.rows:
-                row[_OPENS] = 0  # a retried job may carry a flag of a rolled-back attempt
-                first_row.setdefault(row[_CORRELATION], row)
-                rows.append(row)
+        rows = jobs[0].rows if len(jobs) == 1 else [row for job in jobs for row in job.rows]
+        # One statement for the whole drain: the writer thread holds the GIL only to
+        # bind each row's values, and SQLite (without the GIL) does the rest.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # Under the write lock: no other writer can open the same correlation now.
-            for correlation_id, row in first_row.items():
-                if conn.execute(_KNOWN_CORRELATION, (correlation_id,)).fetchone() is None:
-                    row[_OPENS] = 1
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
@@ -517,7 +515,7 @@ class SQLiteStore(MessageStore):
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(f"cannot encode the batch for SQLite: {exc}") from exc
         cast(_Writer, self._writer).queue.put(job)
-        await future
+        await wait_for_write(future, f"{len(records)} record(s) for {self.url}")
 
     # -- reading ----------------------------------------------------------------------
 

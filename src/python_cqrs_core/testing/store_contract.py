@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from ..store import (
     MessageRecorder,
     MessageStore,
     ReadOnlyStoreError,
+    RecordNotReconstructibleError,
     StoreOpenError,
     StoreWriteError,
     open_store,
@@ -413,6 +415,22 @@ class MessageStoreContract:
         assert await store.get(bad[0].message_id) is None
 
     @_scenario
+    async def test_an_append_whose_caller_is_cancelled_is_still_written_whole(
+        self, store: MessageStore
+    ) -> None:
+        """A loop shutting down cancels every task: an append already begun must end
+        whole, and raise the cancellation only then."""
+        batches = [[sample_record(correlation_id=f"c{n}"), sample_record()] for n in range(5)]
+        tasks = [asyncio.ensure_future(store.append(batch)) for batch in batches]
+        await asyncio.sleep(0)  # every append has begun
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for batch in batches:
+            for record in batch:
+                assert await store.get(record.message_id) is not None
+
+    @_scenario
     async def test_an_empty_batch_changes_nothing(self, store: MessageStore) -> None:
         await store.append([])
         assert await store.last_position() == 0
@@ -446,6 +464,67 @@ class MessageStoreContract:
         assert _as_given(stored) == _as_given(record)
         assert stored.handler == "ReserveStock, Notify"
         assert stored.traceparent == record.headers["traceparent"]
+
+    @_scenario
+    async def test_text_and_numbers_no_store_can_hold_are_stored_escaped_the_same_way(
+        self, store: MessageStore
+    ) -> None:
+        """NUL characters and lone surrogates (a ``surrogateescape`` file name) in any
+        text, and NaN or infinite numbers: stored escaped, flagged, read back the same
+        from every backend, and valid strict JSON in any view."""
+        name = "caf\udce9.txt"  # os.fsdecode(b"caf\xe9.txt") on a UTF-8 system
+        failure = f"cannot open {name}: NUL\x00 in path"
+        record = sample_record(
+            correlation_id="op-escaped",
+            message_type="store_contract.OpenAccount",
+            requested_by="ada\udcff",
+            payload={
+                "file": name,
+                "note": "a\x00b",
+                "ratio": float("nan"),
+                "limits": [float("inf"), -float("inf"), 1.5],
+                "key\x00": {"deep": name},
+            },
+            outcome="failed",
+            error_type="OSError",
+            error_message=failure,
+            handlers=(HandlerOutcome("Upload", "failed", 0.5, "OSError", failure),),
+            headers={"baggage": "file=a\x00"},
+        )
+        fine = sample_record(correlation_id="op-escaped", parent=record, payload={"n": 2.5})
+        await store.append([record, fine])
+        stored, stored_fine = await store.by_correlation("op-escaped")
+        written = "cannot open caf\\udce9.txt: NUL\\u0000 in path"
+        assert stored.payload == {
+            "file": "caf\\udce9.txt",
+            "note": "a\\u0000b",
+            "ratio": "NaN",
+            "limits": ["Infinity", "-Infinity", 1.5],
+            "key\\u0000": {"deep": "caf\\udce9.txt"},
+        }
+        assert (stored.error_message, stored.handlers[0].error_message) == (written, written)
+        assert (stored.requested_by, stored.headers) == ("ada\\udcff", {"baggage": "file=a\\u0000"})
+        assert stored.escaped_fields == (
+            "error_message", "handlers", "headers", "payload", "requested_by",
+        )  # fmt: skip
+        # Nothing else changed, and the record that needed nothing is stored as given.
+        assert _as_given(stored) == dataclasses.replace(
+            record,
+            payload=stored.payload,
+            error_message=written,
+            handlers=stored.handlers,
+            requested_by=stored.requested_by,
+            headers=stored.headers,
+            escaped_fields=stored.escaped_fields,
+        )
+        assert _as_given(stored_fine) == _as_given(fine) and stored_fine.escaped_fields == ()
+        text = json.dumps([r.to_dict() for r in (stored, stored_fine)], allow_nan=False)
+        json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")  # no lone surrogate
+        with _raises(RecordNotReconstructibleError, match="escaped"):
+            stored.to_message(MessageRegistry([OpenAccount]))
+        (tree,) = await store.build_causation_tree("op-escaped")
+        assert [n.record.message_id for _, n in tree.walk()] == _ids([record, fine])
+        assert _ids(await store.read(requested_by="ada\\udcff")) == [record.message_id]
 
     @_scenario
     async def test_a_recorded_message_turns_back_into_an_equal_message(
