@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import asyncpg
 import pytest
 from store_testing import create_schema
 
+from python_cqrs_core import uuid4
 from python_cqrs_core.store import RecordFilter, open_store
 from python_cqrs_core.store.columns import POSTGRES, SQLITE
 from python_cqrs_core.store.migrations import LATEST_VERSION
@@ -23,6 +26,7 @@ from python_cqrs_core.store.records import id_prefix_bounds
 from python_cqrs_core.store.sql import feed_query, summaries_query
 from python_cqrs_core.store.sqlite import _IDS_IN_RANGE as SQLITE_IDS_IN_RANGE
 from python_cqrs_core.store.sqlite import _queries as sqlite_queries
+from python_cqrs_core.testing.store_contract import sample_record
 
 NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -202,3 +206,62 @@ async def test_postgres_summaries_use_indexes(postgres_plan: Any, filters: dict[
     scans = postgres_scans(await postgres_plan(sql, params))
     assert not [s for s in scans if "Seq Scan" in s], scans
     assert any("cqrs_messages_correlation on cqrs_messages m" in s for s in scans), scans
+
+
+# -- PostgreSQL before its first ANALYZE ----------------------------------------------------
+
+
+async def test_postgres_traversal_uses_the_indexes_of_a_store_never_analysed(
+    postgres_url: str,
+) -> None:
+    """A new store has no planner statistics until autovacuum first analyses it (a
+    minute or more, and only past a threshold).  Traversal must not depend on them:
+    30,000 records, no ANALYZE, and every query still walks the indexes, fast."""
+    schema = await create_schema(postgres_url)
+    settings = {"search_path": schema}
+    store = await open_store(postgres_url, server_settings=settings)
+    conn = await asyncpg.connect(postgres_url, server_settings=settings)
+    try:
+        await conn.execute("ALTER TABLE cqrs_messages SET (autovacuum_enabled = false)")
+        chains = []
+        for batch in range(10):
+            records = []
+            for n in range(1000):
+                root = sample_record(correlation_id=uuid4())
+                child = sample_record(correlation_id=root.correlation_id, parent=root)
+                grandchild = sample_record(correlation_id=root.correlation_id, parent=child)
+                records += (root, child, grandchild)
+                if n == 500:
+                    chains.append((root, child, grandchild))
+            await store.append(records)
+        analysed = await conn.fetchval(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = $1 AND tablename = 'cqrs_messages'",
+            schema,
+        )
+        assert analysed == 0  # no statistics: the planner guesses
+        root, child, grandchild = chains[5]
+        queries = postgres_queries(LATEST_VERSION)
+        low, high = id_prefix_bounds(str(child.message_id)[:8])
+        for name, sql, params in (
+            ("get", queries.one, (str(child.message_id),)),
+            ("by_correlation", queries.correlation, (root.correlation_id,)),
+            ("trace_causation", queries.causes, (str(grandchild.message_id),)),
+            ("trace_effects", queries.effects, (str(root.message_id),)),
+            ("message_ids_with_prefix", POSTGRES_IDS_IN_RANGE, (str(low), str(high), 10)),
+        ):
+            plan = [row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *params)]
+            assert not [line for line in plan if "Seq Scan" in line], (name, plan)
+        for trace, key, expected in (
+            (store.trace_causation, grandchild.message_id, [root, child, grandchild]),
+            (store.trace_effects, root.message_id, [child, grandchild]),
+        ):
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                found = await trace(key)
+                timings.append(time.perf_counter() - started)
+            assert [r.message_id for r in found] == [r.message_id for r in expected]
+            assert statistics.median(timings) < 0.02, (trace.__name__, timings)
+    finally:
+        await conn.close()
+        await store.close()

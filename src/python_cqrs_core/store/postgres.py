@@ -21,7 +21,10 @@ times, ``jsonb`` for payload, headers and handler outcomes.
 - Traversal is a ``WITH RECURSIVE`` query over the indexes, upwards through
   ``message_id`` for :meth:`~PostgresStore.trace_causation`, downwards through
   ``causation_id`` for :meth:`~PostgresStore.trace_effects`; it tracks the path
-  walked, so corrupted links forming a cycle end the recursion.
+  walked, so corrupted links forming a cycle end the recursion.  Each step is an
+  index probe whatever the planner's statistics say, and the store's sessions run
+  with ``jit=off``: a store never analysed yet (autovacuum analyses a new table
+  only after a while) traverses as fast as one analysed.
 - Every statement is parameterised; ids are stored as text (correlation ids may be
   opaque strings).
 - Read-only (``read_only=True``): every session runs with
@@ -141,14 +144,20 @@ class _Queries:
         # which the planner could turn into a scan) and the path walked so far: a
         # record already on the path is not visited again, so corrupted links forming a
         # cycle end the recursion.  Each record has one parent, so no record can be
-        # reached twice otherwise.
+        # reached twice otherwise.  Each step is a LATERAL subquery the planner cannot
+        # pull up into a join (LIMIT, OFFSET 0): a probe of the message_id or the
+        # causation_id index per record reached, whatever the planner estimates.  A new
+        # store has no statistics until autovacuum first analyses it; a join then
+        # looked cheap as a hash join over the whole table (and JIT-compiled).
         self.causes = f"""
 WITH RECURSIVE chain AS (
     SELECT m.*, ARRAY[m.message_id] AS path FROM cqrs_messages AS m WHERE m.message_id = $1
     UNION ALL
-    SELECT m.*, chain.path || m.message_id
-    FROM chain JOIN cqrs_messages AS m ON m.message_id = chain.causation_id
-    WHERE m.message_id <> ALL (chain.path)
+    SELECT p.*, chain.path || p.message_id
+    FROM chain CROSS JOIN LATERAL (
+        SELECT * FROM cqrs_messages AS m WHERE m.message_id = chain.causation_id LIMIT 1
+    ) AS p
+    WHERE p.message_id <> ALL (chain.path)
 )
 SELECT {select} FROM chain
 """  # noqa: S608
@@ -158,9 +167,11 @@ WITH RECURSIVE effects AS (
     WHERE m.causation_id = $1 AND m.message_id <> $1
         AND EXISTS (SELECT 1 FROM cqrs_messages WHERE message_id = $1)
     UNION ALL
-    SELECT m.*, effects.path || m.message_id
-    FROM effects JOIN cqrs_messages AS m ON m.causation_id = effects.message_id
-    WHERE m.message_id <> ALL (effects.path)
+    SELECT c.*, effects.path || c.message_id
+    FROM effects CROSS JOIN LATERAL (
+        SELECT * FROM cqrs_messages AS m WHERE m.causation_id = effects.message_id OFFSET 0
+    ) AS c
+    WHERE c.message_id <> ALL (effects.path)
 )
 SELECT {select} FROM effects ORDER BY position
 """  # noqa: S608
@@ -256,17 +267,22 @@ class PostgresStore(MessageStore):
         docs).
 
         ``pool_options`` go to :func:`asyncpg.create_pool` (``min_size`` defaults to 1,
-        ``max_size`` to 10).
+        ``max_size`` to 10; ``server_settings`` gets ``jit=off`` unless it sets
+        ``jit`` itself).
         """
         import asyncpg
 
         dsn = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))  # also +asyncpg
         pool_options.setdefault("min_size", 1)
         pool_options.setdefault("max_size", 10)
+        settings = dict(pool_options.get("server_settings") or {})
+        # The store's queries are short index walks: compiling one (JIT, on when the
+        # planner's estimate is high, as it is before the first ANALYZE) costs far more
+        # than it runs.  An explicit server_settings={"jit": ...} wins.
+        settings.setdefault("jit", "off")
         if read_only:
-            settings = dict(pool_options.get("server_settings") or {})
             settings["default_transaction_read_only"] = "on"
-            pool_options["server_settings"] = settings
+        pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, **pool_options)
         where = url_without_password(url)
         try:
