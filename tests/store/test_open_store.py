@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import traceback
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -156,6 +158,134 @@ def test_url_without_password_masks_only_the_password():
     assert url_without_password("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert url_without_password("postgresql://u@h/db") == "postgresql://u@h/db"
     assert url_without_password("sqlite:///cqrs.db") == "sqlite:///cqrs.db"
+    assert url_without_password("sqlite:///data/user@host.db") == "sqlite:///data/user@host.db"
+
+
+# -- passwords: never in an error, a repr or a log -----------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"postgresql://app:{SECRET}@db:5432/orders", "postgresql://app:***@db:5432/orders"),
+        (f"postgresql://app:{SECRET}@db:99999/orders", "postgresql://app:***@db:99999/orders"),
+        (f"postgresql://app@db/orders?password={SECRET}&x=1", "postgresql://app@db/orders?password=***&x=1"),
+        (f"postgresql://app@db/orders?sslpassword={SECRET}", "postgresql://app@db/orders?sslpassword=***"),
+        (f"sqlite:///x.db?password={SECRET}", "sqlite:///x.db?password=***"),
+        (f"postgresql://app:{SECRET}@[::1/orders", "postgresql://***"),  # does not parse
+        (f"postgresql://app:pa/{SECRET}@db/orders", "postgresql://***"),  # '/' not encoded
+        (f"postgresql://app:pa#{SECRET}@db/orders", "postgresql://***"),  # '#' not encoded
+        (f"postgresql://app:pa?{SECRET}@db/orders", "postgresql://***"),  # '?' not encoded
+        (f"no scheme at all:{SECRET}@", "***"),
+    ],
+)  # fmt: skip
+def test_url_without_password_copes_with_any_url_and_never_echoes_one_it_cannot_read(
+    url: str, shown: str
+) -> None:
+    assert url_without_password(url) == shown
+
+
+def everything_printed(error: BaseException) -> str:
+    """What a traceback of ``error`` shows: its text, its notes, and every exception
+    chained to it."""
+    return "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "kind", "says"),
+    [
+        (f"postgresql://app:{SECRET}@127.0.0.1:99999/db", {}, ValueError, "port must be a number"),
+        (f"postgresq://app:{SECRET}@127.0.0.1/db", {}, ValueError, "unknown store URL scheme"),
+        (f"postgresql://app:{SECRET}@[::1/db", {}, ValueError, "cannot read the store URL"),
+        (f"postgresql://app:pa/{SECRET}@127.0.0.1/db", {}, ValueError, "percent-encoded"),
+        (f"postgresql://app:{SECRET}@127.0.0.1/db", {"no_such": 1}, TypeError, "no_such"),
+        (f"sqlite://app:{SECRET}@host/x.db", {}, ValueError, r"app:\*\*\*@host"),
+        (f"sqlite:///x.db?password={SECRET}", {}, ValueError, "unknown option.s. 'password'"),
+        (f"postgresql://app:{SECRET}@127.0.0.1:1/db", {}, StoreOpenError, r"app:\*\*\*@127"),
+        (f"postgresql://app@127.0.0.1:1/db?password={SECRET}", {}, StoreOpenError, "Connect"),
+    ],
+)  # fmt: skip
+async def test_no_error_of_a_malformed_or_unreachable_store_url_shows_its_password(
+    url: str, options: dict[str, Any], kind: type[Exception], says: str
+) -> None:
+    with pytest.raises(kind, match=says) as raised:
+        await open_store(url, **options)
+    printed = everything_printed(raised.value)
+    assert SECRET not in printed and "pa/" not in printed
+
+
+async def test_an_unknown_postgres_option_in_the_url_is_refused_without_the_password(
+    postgres_url: str,
+) -> None:
+    url = postgres_url.replace("://postgres@", f"://postgres:{SECRET}@") + "?no_such_setting=1"
+    with pytest.raises(StoreOpenError, match="no_such_setting") as raised:
+        await open_store(url)
+    assert SECRET not in everything_printed(raised.value)
+
+
+LEAKY_BACKEND = '''
+from python_cqrs_core.store import MemoryStore
+
+
+class LeakyStore(MemoryStore):
+    """A backend of another package whose errors repeat the URL it was given."""
+
+    @classmethod
+    async def open(cls, url, *, read_only=False, problem="value", **options):
+        if problem == "value":
+            raise ValueError(f"cannot parse {url}")
+        try:
+            raise OSError(f"connection to {url} refused")
+        except OSError as exc:
+            raise RuntimeError("driver gave up") from exc
+'''
+
+
+@pytest.fixture
+def leaky_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed backend for the ``leaky`` scheme whose errors hold its URL."""
+    package = f"cqrs_leaky_backend_{tmp_path.name[-8:].replace('-', '_')}"
+    (tmp_path / f"{package}.py").write_text(LEAKY_BACKEND)
+    info = tmp_path / f"{package}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nleaky = {package}:LeakyStore\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+async def test_a_backend_error_that_repeats_the_password_is_scrubbed_and_not_chained(
+    leaky_backend: None,
+) -> None:
+    url = f"leaky://app:{SECRET}@host/x?password={SECRET}"
+    with pytest.raises(ValueError, match=r"cannot parse leaky://app:\*\*\*@host") as value:
+        await open_store(url)
+    with pytest.raises(StoreOpenError, match="driver gave up") as other:
+        await open_store(url, problem="chained")
+    for raised in (value.value, other.value):
+        assert SECRET not in everything_printed(raised)
+        assert raised.__cause__ is None and raised.__suppress_context__
+
+
+async def test_a_store_repr_and_url_never_show_the_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    schema = await create_schema(postgres_url)
+    pg_url = postgres_url.replace("://postgres@", f"://postgres:{SECRET}@")  # trust: any works
+    stores = [
+        await open_store(f"memory://app:{SECRET}@here"),
+        await open_store(f"sqlite:///{tmp_path / 'x.db'}"),
+        await open_store(pg_url, server_settings={"search_path": schema}),
+    ]
+    try:
+        for store in stores:
+            assert SECRET not in repr(store) and SECRET not in store.url
+        assert repr(stores[0]) == "<MemoryStore memory://app:***@here>"
+        assert stores[2].url == url_without_password(pg_url) and ":***@" in stores[2].url
+    finally:
+        for store in stores:
+            await store.close()
 
 
 # -- URL spellings ---------------------------------------------------------------------------

@@ -616,6 +616,43 @@ def test_durability_must_be_sync_or_async() -> None:
         MessageRecorder(MemoryStore(), durability="eventually")  # type: ignore[arg-type]
 
 
+# -- passwords stay out of errors and logs ---------------------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+class BrokenStoreBehindAPassword(MemoryStore):
+    """A store reached with a password, whose disk is gone."""
+
+    def __init__(self) -> None:
+        super().__init__(f"memory://app:{SECRET}@store-host")
+        self.url = f"memory://app:{SECRET}@store-host"  # as a careless backend keeps it
+
+    async def append(self, records: Sequence[MessageRecord]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_a_failed_write_names_the_store_without_its_password_in_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = order_bus()
+    MessageRecorder(BrokenStoreBehindAPassword()).install(bus)
+    with pytest.raises(StoreWriteError, match=r"memory://app:\*\*\*@store-host") as raised:
+        await bus.send(PlaceOrder(order_id=1))
+    assert SECRET not in str(raised.value)
+    background = MessageRecorder(BrokenStoreBehindAPassword(), durability="async")
+    background.install(bus2 := order_bus())
+    await bus2.send(PlaceOrder(order_id=2))
+    with pytest.raises(StoreWriteError) as flushed:
+        await background.flush()
+    assert SECRET not in str(flushed.value)
+    logged = [record.getMessage() for record in caplog.records]
+    assert len(logged) >= 2 and all(SECRET not in line for line in logged)
+    with pytest.raises(ReadOnlyStoreError) as refused:
+        MessageRecorder(MemoryStore(f"memory://app:{SECRET}@host", read_only=True))
+    assert SECRET not in str(refused.value)
+
+
 # -- exceptions and text no store can hold -------------------------------------------------
 
 

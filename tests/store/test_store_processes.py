@@ -173,3 +173,15 @@ async def test_background_writes_a_closed_loop_never_made_are_reported_at_error_
     assert written < 6000  # the loop closed with writes queued: they cannot be made
     (report,) = [line for line in logged.splitlines() if "never written" in line]
     assert f"{6000 - written} record(s) queued" in report
+
+
+async def test_the_loss_report_at_exit_names_the_store_without_its_password(
+    postgres_url: str,
+) -> None:
+    schema = await create_schema(postgres_url)
+    secret = "s3cret-Pa55"
+    url = postgres_url.replace("://postgres@", f"://postgres:{secret}@")  # trust: any works
+    status, logged = await run_background_writer(url, schema, "closed")
+    assert status == 0, logged
+    assert "never written" in logged and "postgres:***@" in logged
+    assert secret not in logged

@@ -37,9 +37,8 @@ import os
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
 
-from .base import MessageStore, StoreOpenError, url_without_password
+from .base import MessageStore, parse_store_url, scrubbed_errors, url_without_password
 
 __all__ = [
     "BACKENDS",
@@ -135,10 +134,12 @@ async def open_store(
     An unknown scheme or a malformed URL or option is a :class:`ValueError` (or
     :class:`TypeError`); a store that cannot be opened raises
     :class:`~python_cqrs_core.store.StoreOpenError` with the driver's error chained.
+    No error shows the URL's password, nor any part of it, nor chains an error that
+    does (:func:`~python_cqrs_core.store.base.scrubbed_errors`).
     """
     if url is None:
         url = os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
-    scheme = urlsplit(url).scheme
+    scheme = parse_store_url(url).scheme
     if not scheme:
         raise ValueError(
             f"a store URL starts with its scheme (memory://, sqlite:///path.db, "
@@ -148,12 +149,5 @@ async def open_store(
     opener: Opener | None = getattr(backend, "open", None)
     if opener is None:
         raise TypeError(f"the store backend {backend.__qualname__} has no open() class method")
-    try:
+    with scrubbed_errors(url):  # no error, nor its cause, repeats a password
         return await opener(url, read_only=read_only, **options)
-    except (ValueError, TypeError, StoreOpenError):
-        raise  # a malformed URL or option (the caller's mistake), or already explained
-    except Exception as exc:
-        raise StoreOpenError(
-            f"cannot open the message store {url_without_password(url)}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc

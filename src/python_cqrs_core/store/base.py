@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 from uuid import UUID
 
 from ..errors import CQRSError, exception_message
@@ -40,6 +42,9 @@ __all__ = [
     "ReadOnlyStoreError",
     "StoreOpenError",
     "StoreWriteError",
+    "parse_store_url",
+    "scrubbed_errors",
+    "url_secrets",
     "url_without_password",
     "wait_for_write",
 ]
@@ -56,14 +61,164 @@ class StoreOpenError(CQRSError):
     """
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_USER_INFO = re.compile(r":[^@]*@")
+# A password given as a query option (the PostgreSQL driver takes password= and
+# sslpassword=).
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|[&;])(?:ssl)?password=)([^&;#]*)")
+
+
 def url_without_password(url: str) -> str:
-    """``url`` with the password, if any, replaced by ``***`` (safe to print)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, host = parts.netloc.rsplit("@", 1)
-    user = user_info.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with every password in it replaced by ``***``: safe to print or log.
+
+    The password of the authority (``user:password@host``) and those given as
+    query options (``?password=...``, ``?sslpassword=...``) are masked.  A URL that
+    cannot be read with certainty (it does not parse, or holds an ``@`` after its
+    host, as a password with an unencoded ``/``, ``?`` or ``#`` leaves it) is shown
+    as its scheme alone, never as it was written.
+
+    >>> url_without_password("postgresql://app:s3cret@db:5432/orders?sslpassword=k3y")
+    'postgresql://app:***@db:5432/orders?sslpassword=***'
+    >>> url_without_password("postgresql://app:pa/ss@db/orders")
+    'postgresql://***'
+    >>> url_without_password("sqlite:///cqrs.db")
+    'sqlite:///cqrs.db'
+    """
+    return _shown(url)[0]
+
+
+def _shown(url: str) -> tuple[str, bool]:
+    """``url`` without its passwords, and whether it could be read with certainty."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        port = host.rpartition("]")[2].partition(":")[2]
+    except ValueError:
+        return _unreadable(url), False
+    if "@" not in parts.netloc:
+        # A user and password that did not end up in the netloc ("user:pass/word@host",
+        # "scheme:/user:password@host", text that is no URL): shown as nothing.
+        start = url.find("//" + parts.netloc) + 2 + len(parts.netloc) if "//" in url else 0
+        after = url[start:]
+        if "@" in after and ((port and not port.isdigit()) or _USER_INFO.search(after)):
+            return _unreadable(url), False
+    shown = url
+    if parts.password is not None:  # the netloc follows the first "//"
+        user = parts.netloc.rpartition("@")[0].partition(":")[0]
+        shown = shown.replace(f"//{parts.netloc}", f"//{user}:***@{host}", 1)
+    if parts.query:
+        start = shown.index("?") + 1
+        end = start + len(parts.query)
+        shown = shown[:start] + _QUERY_PASSWORD.sub(r"\1***", parts.query) + shown[end:]
+    return shown, True
+
+
+def _unreadable(url: str) -> str:
+    scheme, separator, _ = url.partition("://")
+    return f"{scheme}://***" if separator and _SCHEME.fullmatch(scheme) else "***"
+
+
+def parse_store_url(url: str) -> SplitResult:
+    """``url`` split into its parts, or a :class:`ValueError` that says what is wrong
+    with it and shows it without its password (:func:`url_without_password`): a URL
+    that does not parse, a port that is not a number from 0 to 65535, or an ``@``
+    after the host (a password holding ``/``, ``?`` or ``#`` must be written
+    percent-encoded).
+
+    What :func:`~python_cqrs_core.store.open_store` checks first, so that no driver
+    ever gets to repeat a malformed URL, or a piece of its password, in an error.
+    """
+    shown, readable = _shown(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # urllib's reasons name no part of the URL
+        raise ValueError(f"cannot read the store URL {shown}: {exc}") from None
+    if not readable:
+        raise ValueError(
+            f"cannot read the store URL {shown}: it holds an '@' after its host; write a "
+            "password holding '/', '?', '#' or '@' percent-encoded "
+            "(urllib.parse.quote(password, safe=''))"
+        )
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        raise ValueError(
+            f"cannot read the store URL {shown}: its port must be a number from 0 to 65535"
+        ) from None
+    return parts
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords written in ``url``, as written and decoded: what an error
+    message must never repeat (see :func:`scrubbed_errors`)."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    written = [parts.password or ""]
+    written += [m.group(2) for m in _QUERY_PASSWORD.finditer(parts.query)]
+    for secret in written:
+        for form in (secret, unquote(secret), unquote_plus(secret)):
+            if form and form not in found:
+                found.append(form)
+    return found
+
+
+def _texts(error: BaseException) -> Iterator[str]:
+    """The text of an exception and of the exceptions chained to it, notes included."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(seen) < 20:
+        seen.add(id(current))
+        yield exception_message(current)
+        yield from (str(note) for note in getattr(current, "__notes__", ()))
+        current = current.__cause__ or current.__context__
+
+
+@contextmanager
+def scrubbed_errors(url: str) -> Iterator[None]:
+    """Open a store at ``url`` inside this block: errors reach the caller without any
+    password of the URL in them, or in what is chained to them.
+
+    A :class:`ValueError`, :class:`TypeError` or :class:`StoreOpenError` (the
+    caller's mistake, or already explained) goes through as it is when it repeats no
+    password, else as a new exception of its kind with the password replaced by
+    ``***`` and nothing chained.  Any other error becomes a :class:`StoreOpenError`
+    naming the URL without its password, with the driver's error chained when that
+    repeats no password either.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, StoreOpenError) as exc:
+        secrets = url_secrets(url)
+        if not any(secret in text for text in _texts(exc) for secret in secrets):
+            raise
+        kind = StoreOpenError if isinstance(exc, StoreOpenError) else type(exc)
+        raise _rebuilt(kind, _scrub(exception_message(exc), secrets)) from None
+    except Exception as exc:
+        secrets = url_secrets(url)
+        text = (
+            f"cannot open the message store {url_without_password(url)}: "
+            f"{type(exc).__name__}: {exception_message(exc)}"
+        )
+        if any(secret in part for part in _texts(exc) for secret in secrets):
+            raise StoreOpenError(_scrub(text, secrets)) from None
+        raise StoreOpenError(text) from exc
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _rebuilt(kind: type[BaseException], text: str) -> BaseException:
+    try:
+        return kind(text)
+    except Exception:  # noqa: BLE001 - an exception class with another signature
+        base = next(b for b in (StoreOpenError, ValueError, TypeError) if issubclass(kind, b))
+        return base(text)
 
 
 async def wait_for_write(write: asyncio.Future[None], what: str) -> None:
@@ -151,7 +306,7 @@ class MessageStore(ABC):
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
+        return f"<{type(self).__name__} {url_without_password(self.url)}>"
 
     @abstractmethod
     async def append(self, records: Sequence[MessageRecord]) -> None:
@@ -182,7 +337,7 @@ class MessageStore(ABC):
         first thing every :meth:`append` does)."""
         if self.read_only:
             raise ReadOnlyStoreError(
-                f"the message store {self.url} was opened read-only "
+                f"the message store {url_without_password(self.url)} was opened read-only "
                 "(open_store(url, read_only=True)); open it without read_only to record"
             )
 

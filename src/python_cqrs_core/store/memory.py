@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from ..validation import validate_correlation_id
-from .base import MessageStore, StoreWriteError
+from .base import MessageStore, StoreWriteError, url_without_password
 from .feed import CorrelationSummary, RecordFilter
 from .records import MessageRecord, id_text, storable
 
@@ -44,7 +44,7 @@ class MemoryStore(MessageStore):
     """
 
     def __init__(self, url: str = "memory://", *, read_only: bool = False) -> None:
-        self.url = url
+        self.url = url_without_password(url)
         self.read_only = read_only
         # Positions are 1, 2, 3...  Message ids are keyed by their int (hashed in C,
         # unlike a UUID).

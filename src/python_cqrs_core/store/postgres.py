@@ -42,13 +42,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 from uuid import UUID
 
+from ..errors import exception_message
 from .base import (
     MessageStore,
     StoreOpenError,
     StoreWriteError,
+    parse_store_url,
+    scrubbed_errors,
     url_without_password,
     wait_for_write,
 )
@@ -272,7 +275,7 @@ class PostgresStore(MessageStore):
         """
         import asyncpg
 
-        dsn = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))  # also +asyncpg
+        dsn = urlunsplit(parse_store_url(url)._replace(scheme="postgresql"))  # also +asyncpg
         pool_options.setdefault("min_size", 1)
         pool_options.setdefault("max_size", 10)
         settings = dict(pool_options.get("server_settings") or {})
@@ -283,7 +286,8 @@ class PostgresStore(MessageStore):
         if read_only:
             settings["default_transaction_read_only"] = "on"
         pool_options["server_settings"] = settings
-        pool = await asyncpg.create_pool(dsn, **pool_options)
+        with scrubbed_errors(url):  # asyncpg's errors may repeat what it was given
+            pool = await asyncpg.create_pool(dsn, **pool_options)
         where = url_without_password(url)
         try:
             async with pool.acquire() as conn:
@@ -310,7 +314,9 @@ class PostgresStore(MessageStore):
         try:
             rows = _WRITER.rows(records)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
-            raise StoreWriteError(f"cannot encode the batch for PostgreSQL: {exc}") from exc
+            raise StoreWriteError(
+                f"cannot encode the batch for PostgreSQL: {exception_message(exc)}"
+            ) from exc
         loop = asyncio.get_running_loop()
         pending = _Append(rows, loop.create_future())
         self._pending.append(pending)
@@ -391,7 +397,9 @@ class PostgresStore(MessageStore):
                 f"a message of the batch is already stored ({exc.detail or exc})"
             ) from exc
         except (asyncpg.PostgresError, OSError) as exc:
-            raise StoreWriteError(f"PostgreSQL rejected the batch: {exc}") from exc
+            raise StoreWriteError(
+                f"PostgreSQL rejected the batch: {exception_message(exc)}"
+            ) from exc
 
     async def get(self, message_id: UUID | str) -> MessageRecord | None:
         self._check_open()

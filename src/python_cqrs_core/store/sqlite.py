@@ -57,11 +57,19 @@ from functools import cache
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Final, Literal, TypeVar, cast
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote
 from uuid import UUID
 
+from ..errors import exception_message
 from ..names import STORE_LOGGER
-from .base import MessageStore, StoreOpenError, StoreWriteError, wait_for_write
+from .base import (
+    MessageStore,
+    StoreOpenError,
+    StoreWriteError,
+    parse_store_url,
+    url_without_password,
+    wait_for_write,
+)
 from .columns import SQLITE, RowReader, RowWriter
 from .feed import CorrelationSummary, RecordFilter
 from .migrations import LATEST_VERSION, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
@@ -391,25 +399,37 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
         elif isinstance(error, StoreWriteError):
             future.set_exception(error)
         else:
-            wrapped = StoreWriteError(f"SQLite rejected the batch: {error}")
+            wrapped = StoreWriteError(f"SQLite rejected the batch: {exception_message(error)}")
             wrapped.__cause__ = error
             future.set_exception(wrapped)
 
 
+_OPTIONS: Final = ("synchronous",)
+"""The query options an SQLite URL may hold."""
+
+
 def _parse_url(url: str) -> tuple[str, Synchronous | None]:
-    parts = urlsplit(url)
+    parts = parse_store_url(url)
+    shown = url_without_password(url)
     if parts.scheme.lower().partition("+")[0] != "sqlite":  # also sqlite+aiosqlite://
-        raise ValueError(f"not an sqlite:// URL: {url!r}")
+        raise ValueError(f"not an sqlite:// URL: {shown!r}")
     if parts.netloc:
         raise ValueError(
             f"an SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, "
-            f"got {url!r}"
+            f"got {shown!r}"
         )
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     if not path or path == ":memory:":
-        raise ValueError(f"an SQLite store needs a file path (use memory:// otherwise): {url!r}")
+        raise ValueError(f"an SQLite store needs a file path (use memory:// otherwise): {shown!r}")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(options.keys() - _OPTIONS)
+    if unknown:  # named, never their values (one may be a password given by mistake)
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} in the SQLite URL "
+            f"{shown!r}: it takes {', '.join(_OPTIONS)}"
+        )
     synchronous: Synchronous | None = None
-    for value in parse_qs(parts.query).get("synchronous", []):
+    for value in options.get("synchronous", []):
         synchronous = _synchronous(value)
     return path, synchronous
 
@@ -513,7 +533,9 @@ class SQLiteStore(MessageStore):
         try:
             job = _Job(records, future, loop)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
-            raise StoreWriteError(f"cannot encode the batch for SQLite: {exc}") from exc
+            raise StoreWriteError(
+                f"cannot encode the batch for SQLite: {exception_message(exc)}"
+            ) from exc
         cast(_Writer, self._writer).queue.put(job)
         await wait_for_write(future, f"{len(records)} record(s) for {self.url}")
 
