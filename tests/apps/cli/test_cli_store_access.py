@@ -4,6 +4,7 @@ input the CLI cannot use, and never a password in the output."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ from cli_testing import (
     SHARED_CHECKOUT,
     cqrs,
     postgres_url,
+    rewrite_rows,
     run,
     sqlite_url,
     tables_of,
@@ -263,6 +265,42 @@ def test_a_corrupted_store_is_one_error_line(tmp_path: Path, command: list[str])
     line = one_error_line(result)
     assert result.exit_code == 1
     assert "malformed" in line or "no message" in line, line
+
+
+ROW_DAMAGE = {
+    "a duration that is text": {"duration_ms": "slow"},
+    "a handler that is numbers": {"handlers": json.dumps([[1, 2, 3, 4, 5]])},
+    "a handler duration that is text": {
+        "handlers": json.dumps([["Notify", "failed", "slow", None, None]])
+    },
+    "a time that is not one": {"requested_at": "yesterday"},
+    "handlers that are not JSON": {"handlers": "not json"},
+}
+
+
+@pytest.mark.parametrize("damage", list(ROW_DAMAGE), ids=list(ROW_DAMAGE))
+@pytest.mark.parametrize("view", [[], ["--flat"], ["--json"]], ids=["tree", "flat", "json"])
+def test_a_row_with_values_of_the_wrong_type_is_one_error_line(
+    tmp_path: Path, damage: str, view: list[str]
+) -> None:
+    path = tmp_path / "damaged.db"
+    demo = run(run_demo(sqlite_url(path)))
+    root = demo.requests[1].trees[0].record
+    rewrite_rows(path, root.message_id, **ROW_DAMAGE[damage])
+
+    as_json = [option for option in view if option == "--json"]
+    shown = cqrs("show", str(root.message_id), "--store", sqlite_url(path), *as_json)
+    traced = cqrs("trace", root.correlation_id, "--store", sqlite_url(path), *view)
+
+    # show prints every field, so it always meets the damage; trace may not need the
+    # damaged value (JSON writes any value as it is): it succeeds, or says why not.
+    for result, must_fail in ((shown, not as_json), (traced, False)):
+        assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+        if result.exit_code == 0 and not must_fail:
+            continue
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: ") and "the message store" in line, line
 
 
 @pytest.mark.parametrize("contents", [b"shopping list: milk, eggs\n" * 200, b"", b"SQLite"])

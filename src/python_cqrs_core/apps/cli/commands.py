@@ -393,6 +393,21 @@ def _query(url: StoreUrl, fetch: Callable[[MessageStore, StoreUrl], Awaitable[T]
 
 
 @contextmanager
+def _showing(url: StoreUrl) -> Iterator[None]:
+    """Around printing what the store returned: a value of the wrong type in a
+    corrupted or hand-edited row (a duration that is text, a handler that is a
+    number), which the store decoded as it was, is a :class:`CliError`, not a
+    traceback halfway through the output."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        raise CliError(
+            f"the message store {url.shown} holds a record that cannot be shown (it may be "
+            f"corrupted): {type(exc).__name__}: {url.scrub(_first_line_of(exc))}"
+        ) from None
+
+
+@contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn a :class:`CliError` into its ``error:`` line on stderr and its exit code."""
     try:
@@ -914,19 +929,20 @@ def trace(
                 raise CliError(f"no messages with correlation id {cid!r} in {url.shown}")
             return found, trees
 
-        records, trees = _query(_store_url(store), fetch)
-        if as_json:
-            if flat:
-                _print_json([record.to_dict() for record in chronological(records)])
+        url = _store_url(store)
+        records, trees = _query(url, fetch)
+        with _showing(url):
+            if as_json:
+                if flat:
+                    _print_json([record.to_dict() for record in chronological(records)])
+                else:
+                    _print_json([tree.to_dict() for tree in trees])
+            elif flat:
+                console = _stdout()
+                console.print(_Hanging(Text(), _operation_heading(cid, records)))
+                _print_table(console, render_table(records, full_ids=full_ids))
             else:
-                _print_json([tree.to_dict() for tree in trees])
-            return
-        console = _stdout()
-        if flat:
-            console.print(_Hanging(Text(), _operation_heading(cid, records)))
-            _print_table(console, render_table(records, full_ids=full_ids))
-        else:
-            _print_trees(console, cid, trees, full_ids=full_ids)
+                _print_trees(_stdout(), cid, trees, full_ids=full_ids)
 
 
 @app.command()
@@ -940,11 +956,13 @@ def show(
         async def fetch(message_store: MessageStore, url: StoreUrl) -> MessageRecord:
             return await _find(message_store, ref, url)
 
-        record = _query(_store_url(store), fetch)
-        if as_json:
-            _print_json(record.to_dict())
-        else:
-            _stdout().print(render_record(record))
+        url = _store_url(store)
+        record = _query(url, fetch)
+        with _showing(url):
+            if as_json:
+                _print_json(record.to_dict())
+            else:
+                _stdout().print(render_record(record))
 
 
 @app.command()
@@ -964,17 +982,28 @@ def effects(
             record = await _find(message_store, ref, url)
             return record, await message_store.trace_effects(record.message_id)
 
-        record, descendants = _query(_store_url(store), fetch)
-        if as_json:
-            _print_json([effect.to_dict() for effect in descendants])
-            return
-        console = _stdout()
-        console.print(
-            f"{_count(len(descendants), 'message')} caused by {record.kind} "
-            f"{printable(display_type_name(record.message_type))} "
-            f"{short_id(record.message_id, full=full_ids)}"
-        )
-        console.print(render_tree(effects_tree(record, descendants), full_ids=full_ids))
+        url = _store_url(store)
+        record, descendants = _query(url, fetch)
+        with _showing(url):
+            if as_json:
+                _print_json([effect.to_dict() for effect in descendants])
+            else:
+                _print_effects(_stdout(), record, descendants, full_ids=full_ids)
+
+
+def _print_effects(
+    console: Console,
+    record: MessageRecord,
+    descendants: Sequence[MessageRecord],
+    *,
+    full_ids: bool,
+) -> None:
+    console.print(
+        f"{_count(len(descendants), 'message')} caused by {record.kind} "
+        f"{printable(display_type_name(record.message_type))} "
+        f"{short_id(record.message_id, full=full_ids)}"
+    )
+    console.print(render_tree(effects_tree(record, descendants), full_ids=full_ids))
 
 
 @app.command()
@@ -992,24 +1021,29 @@ def causes(
             record = await _find(message_store, ref, url)
             return await message_store.trace_causation(record.message_id) or [record]
 
-        chain = _query(_store_url(store), fetch)
-        if as_json:
-            _print_json([record.to_dict() for record in chain])
-            return
-        console = _stdout()
-        root = chain[0]
+        url = _store_url(store)
+        chain = _query(url, fetch)
+        with _showing(url):
+            if as_json:
+                _print_json([record.to_dict() for record in chain])
+            else:
+                _print_causes(_stdout(), chain, full_ids=full_ids)
+
+
+def _print_causes(console: Console, chain: Sequence[MessageRecord], *, full_ids: bool) -> None:
+    root = chain[0]
+    console.print(
+        f"{_count(len(chain), 'message')} from the root "
+        f"{printable(display_type_name(root.message_type))} "
+        f"to {printable(display_type_name(chain[-1].message_type))}"
+    )
+    if root.causation_id is not None:
         console.print(
-            f"{_count(len(chain), 'message')} from the root "
-            f"{printable(display_type_name(root.message_type))} "
-            f"to {printable(display_type_name(chain[-1].message_type))}"
+            f"(the chain starts at a message whose cause, {printable(root.causation_id)}, "
+            "is not in the store)",
+            style="yellow",
         )
-        if root.causation_id is not None:
-            console.print(
-                f"(the chain starts at a message whose cause, {printable(root.causation_id)}, "
-                "is not in the store)",
-                style="yellow",
-            )
-        console.print(render_chain(chain, full_ids=full_ids))
+    console.print(render_chain(chain, full_ids=full_ids))
 
 
 @app.command("list")
@@ -1060,17 +1094,15 @@ def list_correlations(
 
         url = _store_url(store)
         summaries = _query(url, fetch)
-        if as_json:
-            _print_json([summary.to_dict() for summary in summaries])
-            return
-        console = _stdout()
-        if not summaries:
-            if where.is_empty:
-                console.print(f"no messages recorded in {printable(url.shown)} yet")
+        with _showing(url):
+            if as_json:
+                _print_json([summary.to_dict() for summary in summaries])
+            elif summaries:
+                _print_table(_stdout(), render_summaries(summaries))
+            elif where.is_empty:
+                _stdout().print(f"no messages recorded in {printable(url.shown)} yet")
             else:
-                console.print(f"no operation in {printable(url.shown)} matches the filters")
-            return
-        _print_table(console, render_summaries(summaries))
+                _stdout().print(f"no operation in {printable(url.shown)} matches the filters")
 
 
 def _list_filter(
