@@ -388,14 +388,17 @@ def test_no_error_ever_prints_the_password_of_the_store_url(
     assert "***" in line, line
 
 
-def test_a_password_with_a_reserved_character_gets_advice_instead_of_a_parser_error() -> None:
-    line = one_error_line(cqrs("list", "--store", "postgresql://app:Hunt#er2Pw@127.0.0.1/cqrs"))
+@pytest.mark.parametrize("reserved", ["#", "/", "?"])
+def test_a_password_with_a_reserved_character_gets_advice_not_a_parser_error(
+    reserved: str,
+) -> None:
+    url = f"postgresql://app:Hunt{reserved}er2Pw@127.0.0.1/cqrs"
+    line = one_error_line(cqrs("list", "--store", url))
 
-    assert line == (
-        "error: invalid store URL postgresql://app:***@127.0.0.1/cqrs: the password in "
-        "postgresql://app:***@127.0.0.1/cqrs holds a character that URLs reserve (such as "
-        "#, /, ? or @): percent-encode it (# is %23, / is %2F, ? is %3F, @ is %40)"
-    )
+    assert cqrs("list", "--store", url).exit_code == 2
+    assert "postgresql://***" in line
+    assert "percent-encoded" in line
+    assert "Hunt" not in line and "er2Pw" not in line
 
 
 def test_a_demo_on_a_url_with_a_password_never_prints_it(postgres_database: str) -> None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, cast
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus
 from uuid import UUID
 
 import typer
@@ -69,6 +69,7 @@ from ...store import (
     RecordFilter,
     StoreOpenError,
     open_store,
+    url_without_password,
 )
 from ...validation import validate_correlation_id
 from ..presentation import (
@@ -267,18 +268,18 @@ _PASSWORD_KEYS = frozenset(("password", "sslpassword"))
 class StoreUrl:
     """A store URL as the user gave it, and what of it may be printed.
 
-    ``shown`` is the URL with its password replaced by ``***``; :meth:`scrub` does the
-    same to any text (a driver's error message may quote the URL, or the password).
-    The password is found in the URL's text itself, between ``user:`` and the last
-    ``@``, and in a ``password=`` query option, so that a malformed URL (a password
-    holding ``#``, ``/`` or ``?``, which a URL parser then reads as something else)
-    does not slip it past the mask.
+    ``shown`` is the URL as :func:`~python_cqrs_core.store.url_without_password`
+    prints it.  :meth:`scrub` masks the URL, and its password, in any other text: a
+    driver's error message may quote either.  The password is looked for in the URL's
+    text itself, between ``user:`` and the last ``@``, and in ``password=`` query
+    options, so that one holding ``#``, ``/`` or ``?`` (which a URL parser reads as
+    something else) is masked all the same.
 
-    >>> url = StoreUrl.of("postgresql://app:s3cr#t@db:5432/cqrs")
+    >>> url = StoreUrl.of("postgresql://app:s3cret@db:5432/cqrs")
     >>> url.shown
     'postgresql://app:***@db:5432/cqrs'
-    >>> url.scrub("cannot parse port 's3cr#t@db:5432' (password s3cr#t)")
-    "cannot parse port '***@db:5432' (password ***)"
+    >>> url.scrub("password authentication failed (s3cret) for postgresql://app:s3cret@db:5432/cqrs")
+    'password authentication failed (***) for postgresql://app:***@db:5432/cqrs'
     """
 
     text: str
@@ -291,46 +292,25 @@ class StoreUrl:
     def of(cls, url: str, *, given: bool = True) -> StoreUrl:
         """Find the passwords in ``url`` and build its printable form."""
         passwords: set[str] = set()
-        scheme, separator, rest = url.partition("://")
-        shown = url
-        user_info, at, after = rest.rpartition("@")
-        if separator and at and ":" in user_info:
-            user, _, password = user_info.partition(":")
-            if password:
-                passwords |= {password, unquote(password)}
-                shown = f"{scheme}://{user}:***@{after}"
+        _, separator, rest = url.partition("://")
+        user_info, at, _ = rest.rpartition("@")
+        password = user_info.partition(":")[2]
+        if separator and at and password:
+            passwords |= {password, unquote(password)}
         query = url.partition("?")[2].partition("#")[0]
         for pair in query.split("&"):
             key, _, value = pair.partition("=")
             if unquote_plus(key).lower() in _PASSWORD_KEYS and value:
                 passwords |= {value, unquote_plus(value)}
         ordered = tuple(sorted(passwords, key=len, reverse=True))
-        return cls(url, _replace_all(shown, ordered), ordered, given)
+        return cls(url, _replace_all(url_without_password(url), ordered), ordered, given)
 
     def scrub(self, text: str) -> str:
         """``text`` with the URL, and any password of it, masked."""
         return _replace_all(text.replace(self.text, self.shown), self.passwords)
 
-    @property
-    def misread_password(self) -> bool:
-        """True when a URL parser would not read the password this URL holds (it holds
-        a character that URLs reserve): the store then sees another URL than meant."""
-        if not self.passwords:
-            return False
-        try:
-            parsed = urlsplit(self.text).password
-        except ValueError:
-            return True
-        return parsed is None or unquote(parsed) not in self.passwords
-
     def explain(self, error: BaseException) -> str:
         """One printable line saying why the store at this URL could not be opened."""
-        if self.misread_password:
-            return (
-                f"the password in {self.shown} holds a character that URLs reserve "
-                "(such as #, /, ? or @): percent-encode it (# is %23, / is %2F, ? is %3F, "
-                "@ is %40)"
-            )
         return self.scrub(_first_line_of(error))
 
 
@@ -355,7 +335,10 @@ async def _open(url: StoreUrl, *, read_only: bool) -> MessageStore:
     try:
         return await open_store(url.text, read_only=read_only)
     except (ValueError, TypeError) as exc:
-        raise CliError(f"invalid store URL {url.shown}: {url.explain(exc)}", exit_code=2) from None
+        message = url.explain(exc)
+        if url.shown not in message:  # say which URL, unless the store's message does
+            message = f"invalid store URL {url.shown}: {message}"
+        raise CliError(message, exit_code=2) from None
     except StoreOpenError as exc:
         # Opening fails for reasons the user fixes: server down, unknown database,
         # wrong credentials, a file that is not a store.  Name the cause, no traceback.
