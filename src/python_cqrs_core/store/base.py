@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 from uuid import UUID
 
@@ -47,6 +48,7 @@ __all__ = [
     "url_secrets",
     "url_without_password",
     "wait_for_write",
+    "Write",
 ]
 
 logger = logging.getLogger(STORE_LOGGER)
@@ -221,27 +223,38 @@ def _rebuilt(kind: type[BaseException], text: str) -> BaseException:
         return base(text)
 
 
-async def wait_for_write(write: asyncio.Future[None], what: str) -> None:
-    """Await the outcome of a write already handed to the database (``write``), even
-    when the awaiting task is cancelled: then the cancellation goes through once the
-    write has ended, so that a cancelled caller (an event loop shutting down cancels
-    every task) never leaves a batch whose fate nobody knows.
+class Write(asyncio.Future[None]):
+    """The outcome of a batch already handed to the database: a future that cannot be
+    cancelled.
 
-    What every SQL backend's :meth:`MessageStore.append` awaits.  If the write of a
-    cancelled caller fails, nobody is left to raise it to: it is logged at ERROR
-    (``what`` says what was lost, e.g. ``"3 records for sqlite:///cqrs.db"``).
+    A task awaiting one and cancelled meanwhile (an event loop shutting down cancels
+    every task) receives its :class:`asyncio.CancelledError` once the write has
+    ended, never while its fate is unknown: asyncio delivers the cancellation of a
+    task when the future it waits for refuses to be cancelled, as soon as that future
+    is done.  Every SQL backend's :meth:`MessageStore.append` awaits one through
+    :func:`wait_for_write`.
     """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Refuse: the write goes on whatever happens to whoever waits for it."""
+        return False
+
+
+async def wait_for_write(write: Write, what: str) -> None:
+    """Await ``write``; if the awaiting task is cancelled, the cancellation goes
+    through once the write has ended.  If the write of a cancelled caller failed,
+    nobody is left to raise it to: it is logged at ERROR (``what`` says what was
+    lost, e.g. ``"3 record(s) for sqlite:///cqrs.db"``)."""
     try:
-        await asyncio.shield(write)
+        await write
     except asyncio.CancelledError:
-        try:
-            await write
-        except Exception as exc:  # noqa: BLE001 - its caller is gone: logged instead
+        failure = write.exception() if write.done() else None
+        if failure is not None:
             logger.error(
                 "the write of %s failed after its caller was cancelled: %s: %s",
                 what,
-                type(exc).__name__,
-                exception_message(exc),
+                type(failure).__name__,
+                exception_message(failure),
             )
         raise
 

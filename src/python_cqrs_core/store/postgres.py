@@ -50,6 +50,7 @@ from .base import (
     MessageStore,
     StoreOpenError,
     StoreWriteError,
+    Write,
     parse_store_url,
     scrubbed_errors,
     url_without_password,
@@ -193,7 +194,7 @@ class _Append:
 
     __slots__ = ("future", "rows", "uncertain")
 
-    def __init__(self, rows: list[list[Any]], future: asyncio.Future[None]) -> None:
+    def __init__(self, rows: list[list[Any]], future: Write) -> None:
         self.rows = rows
         self.future = future
         self.uncertain = False
@@ -318,7 +319,7 @@ class PostgresStore(MessageStore):
                 f"cannot encode the batch for PostgreSQL: {exception_message(exc)}"
             ) from exc
         loop = asyncio.get_running_loop()
-        pending = _Append(rows, loop.create_future())
+        pending = _Append(rows, Write(loop=loop))
         self._pending.append(pending)
         writer = self._writer
         if writer is None or writer.done() or writer.get_loop() is not loop:

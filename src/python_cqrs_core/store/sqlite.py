@@ -66,6 +66,7 @@ from .base import (
     MessageStore,
     StoreOpenError,
     StoreWriteError,
+    Write,
     parse_store_url,
     url_without_password,
     wait_for_write,
@@ -253,7 +254,7 @@ class _Job:
     def __init__(
         self,
         records: Sequence[MessageRecord],
-        future: asyncio.Future[None],
+        future: Write,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.rows = _WRITER.rows(records)
@@ -392,7 +393,7 @@ class _Writer(threading.Thread):
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
     for future in futures:
-        if future.done():  # the waiting task was cancelled
+        if future.done():  # settled already (a Write is never cancelled)
             continue
         if error is None:
             future.set_result(None)
@@ -529,7 +530,7 @@ class SQLiteStore(MessageStore):
         if not records:
             return
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future = Write(loop=loop)
         try:
             job = _Job(records, future, loop)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold

@@ -376,6 +376,21 @@ class MessageStoreContract:
         assert positions == sorted(positions) and len(set(positions)) == 3
 
     @_scenario
+    async def test_a_large_batch_keeps_its_order_and_opens_each_correlation_once(
+        self, store: MessageStore
+    ) -> None:
+        records = [
+            sample_record(correlation_id=f"op-{n % 7}", message_type=f"M{n}") for n in range(600)
+        ]
+        await store.append(records[:1])
+        await store.append(records[1:])
+        assert _ids(await store.read(limit=1000)) == _ids(records)
+        summaries = await store.correlations(limit=100)
+        assert sorted((s.correlation_id, s.message_count) for s in summaries) == [
+            (f"op-{n}", len(range(n, 600, 7))) for n in range(7)
+        ]
+
+    @_scenario
     async def test_a_batch_with_an_already_stored_message_id_is_rejected_whole(
         self, store: MessageStore
     ) -> None:
