@@ -7,8 +7,9 @@ cost of recording a chain.
 What is measured (medians; the machine is shared, so run it twice):
 
 1. ``build_causation_tree`` of a 100-message tree (and ``trace_causation`` of its
-   deepest message, ``trace_effects`` of its root) in SQLite stores holding 10k and
-   1M records.  The big files are generated once under ``--data-dir`` (default
+   deepest message, ``trace_effects`` of its root, ``message_ids_with_prefix`` of
+   the first 8 characters of an id) in SQLite stores holding 10k and 1M records.
+   The big files are generated once under ``--data-dir`` (default
    ``/tmp/cqrs-store-bench``) with ``executemany`` in large transactions, and reused.
 2. ``append`` throughput: batches of 1,000 records, and 10,000 concurrent 3-record
    appends (one per chain, as the recorder does), on SQLite and PostgreSQL.
@@ -175,10 +176,16 @@ async def bench_traversal(data_dir: Path, sizes: list[int]) -> list[tuple[str, s
             )
             t_up = await median_ms(functools.partial(store.trace_causation, deepest), 200)
             t_down = await median_ms(functools.partial(store.trace_effects, root), 200)
+            prefix = str(deepest)[:8]
+            assert await store.message_ids_with_prefix(prefix) == [deepest]
+            t_prefix = await median_ms(
+                functools.partial(store.message_ids_with_prefix, prefix), 200
+            )
             rows.append(
                 (
                     f"sqlite, {size:,} records",
-                    f"tree(100) {t_tree:.2f} ms | causes {t_up:.2f} ms | effects {t_down:.2f} ms",
+                    f"tree(100) {t_tree:.2f} ms | causes {t_up:.2f} ms | effects {t_down:.2f} ms"
+                    f" | id prefix {t_prefix:.3f} ms",
                 )
             )
         finally:
