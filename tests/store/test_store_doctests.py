@@ -9,6 +9,7 @@ import pytest
 
 STORE_MODULES = [
     "python_cqrs_core.store.backends",
+    "python_cqrs_core.store.base",
     "python_cqrs_core.store.columns",
     "python_cqrs_core.store.feed",
     "python_cqrs_core.store.memory",
