@@ -510,3 +510,15 @@ async def test_a_read_only_postgres_store_runs_read_only_transactions(postgres_u
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await pool.execute("DELETE FROM cqrs_messages")
         assert await reader.last_position() == 1
+
+
+async def test_postgres_sessions_run_without_jit_unless_the_caller_sets_it(
+    postgres_url: str,
+) -> None:
+    schema = await create_schema(postgres_url)
+    async with await open_store(postgres_url, server_settings={"search_path": schema}) as store:
+        assert isinstance(store, PostgresStore)
+        assert await store._pool.fetchval("SHOW jit") == "off"
+    settings = {"search_path": schema, "jit": "on"}
+    async with await open_store(postgres_url, server_settings=settings) as store:
+        assert await store._pool.fetchval("SHOW jit") == "on"  # type: ignore[attr-defined]
