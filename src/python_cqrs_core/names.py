@@ -141,6 +141,8 @@ AUDIT_LOGGER: Final = "python_cqrs_core.audit"
 ASGI_LOGGER: Final = "python_cqrs_core.asgi"
 TRANSPORT_LOGGER: Final = "python_cqrs_core.transport"
 OUTBOX_LOGGER: Final = "python_cqrs_core.outbox"
+WORKER_LOGGER: Final = "python_cqrs_core.worker"
+"""The logger of ``cqrs worker``: start, stop, status lines and delivery outcomes."""
 LOG_TRACE_ID: Final = "trace_id"
 LOG_SPAN_ID: Final = "span_id"
 LOG_FIELDS: Final = (
@@ -158,6 +160,18 @@ LOG_FIELDS: Final = (
 METRIC_MESSAGES: Final = "cqrs_messages_total"
 METRIC_DURATION: Final = "cqrs_message_duration_seconds"
 METRIC_QUEUE_DELAY: Final = "cqrs_message_queue_delay_seconds"
+# A worker's consumers and outbox relay (labels: worker, destination, group).
+METRIC_CONSUMER_LAG: Final = "cqrs_consumer_lag"
+"""Messages of a destination its consumer group has not acknowledged yet."""
+METRIC_CONSUMER_ACKED: Final = "cqrs_consumer_acked_total"
+METRIC_CONSUMER_DUPLICATES: Final = "cqrs_consumer_duplicates_total"
+METRIC_CONSUMER_RETRIES: Final = "cqrs_consumer_retries_total"
+METRIC_CONSUMER_DEAD_LETTERS: Final = "cqrs_consumer_dead_letters_total"
+METRIC_OUTBOX_BACKLOG: Final = "cqrs_outbox_backlog"
+"""Outbox entries waiting to be published."""
+METRIC_OUTBOX_PUBLISHED: Final = "cqrs_outbox_published_total"
+METRIC_OUTBOX_RETRIES: Final = "cqrs_outbox_retries_total"
+METRIC_OUTBOX_FAILED: Final = "cqrs_outbox_failed_total"
 
 # -- trace events (the correlation guide's MessageTrace kinds) ------------------------------
 EVENT_HANDLER_STARTED: Final = "handler.started"
