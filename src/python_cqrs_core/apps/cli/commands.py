@@ -9,6 +9,9 @@ Installed with the ``cli`` extra (``pip install "python-cqrs-core[cli]"``)::
     cqrs show 6c1f0d1e                     # one message with its payload and headers
     cqrs effects 6c1f0d1e                  # everything a message caused
     cqrs causes 6c1f0d1e                   # the chain from the root down to a message
+    cqrs worker services.inventory:worker  # run a service's consumers and outbox relay
+    cqrs dlq list -d orders.events         # dead letters (and show, replay)
+    cqrs observatory                       # the live web view of the store
 
 A message id is typed whole, or as a unique prefix of at least 4 hex digits: the 8
 digits the trees print are enough.  Every reading command takes ``--store URL`` and
@@ -194,7 +197,8 @@ def _help_hint(exc: Exception) -> str:
 app = typer.Typer(
     name="cqrs",
     cls=_CqrsGroup,
-    help="Inspect the causation trees recorded in a python-cqrs-core message store.",
+    help="Inspect the causation trees recorded in a python-cqrs-core message store; run "
+    "a service's worker, act on its dead letters, serve the Observatory.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -517,11 +521,11 @@ def _mark(record: MessageRecord) -> Text:
 
 
 def _record_text(record: MessageRecord, *, full_ids: bool) -> Text:
-    """One message on one line, after its outcome mark: kind, type, id, handlers,
-    duration, who, when and, for a failure, the error type and the first line of its
-    message.
+    """One message on one line, after its outcome mark: kind, type, id, the service
+    that recorded it (when the record names one), handlers, duration, who, when and,
+    for a failure, the error type and the first line of its message.
 
-    ``command PlaceOrder 6c1f0d1e  PlaceOrderHandler  48.2 ms  by user:alice  23:40:01.123``
+    ``command PlaceOrder 6c1f0d1e [orders]  PlaceOrderHandler  48.2 ms  by ada  23:40:01.123``
 
     Type and handler names are shown short (their last part); every stored text is
     escaped (:func:`~python_cqrs_core.apps.presentation.printable`).
@@ -532,6 +536,8 @@ def _record_text(record: MessageRecord, *, full_ids: bool) -> Text:
     line.append(printable(display_type_name(record.message_type)), style="bold")
     line.append(" ")
     line.append(short_id(record.message_id, full=full_ids), style="dim")
+    if record.service is not None:  # which service recorded it, when services share a store
+        line.append(f" [{printable(record.service)}]", style="cyan")
     line.append("  ")
     line.append_text(_handlers_text(record))
     line.append(f"  {duration(record.duration_ms)}")
@@ -623,7 +629,7 @@ def _same_for_all(values: Iterable[str | None]) -> str | None:
 
 def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) -> Table:
     """Messages as a chronological table: outcome, time, kind, type, id, cause,
-    handler and duration (``--flat``).
+    service (when a record names one), handler and duration (``--flat``).
 
     Built to fit 100 columns, one line a message: the correlation id, the same on
     every row, is left to the heading (:func:`_operation_heading`), and so is
@@ -636,6 +642,7 @@ def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) ->
     requested_by_column = _same_for_all(r.requested_by for r in rows) is None and any(
         r.requested_by for r in rows
     )
+    service_column = any(r.service is not None for r in rows)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
     table.add_column("", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
@@ -643,6 +650,8 @@ def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) ->
     table.add_column("type", no_wrap=True, max_width=_FLAT_TYPE_WIDTH, overflow="ellipsis")
     table.add_column("id", no_wrap=True)
     table.add_column("cause", no_wrap=True)
+    if service_column:
+        table.add_column("service", no_wrap=True, max_width=12, overflow="ellipsis")
     table.add_column("handler", no_wrap=True, max_width=_FLAT_HANDLER_WIDTH, overflow="ellipsis")
     table.add_column("duration", justify="right", no_wrap=True)
     if requested_by_column:
@@ -657,6 +666,7 @@ def render_table(records: Iterable[MessageRecord], *, full_ids: bool = False) ->
             Text(printable(display_type_name(record.message_type)), style="bold"),
             short_id(record.message_id, full=full_ids),
             printable(short_id(record.causation_id, full=full_ids)),
+            *([printable(record.service or "-")] if service_column else []),
             _table_handlers(record),
             duration(record.duration_ms),
         ]
@@ -1210,3 +1220,12 @@ def _print_demo(console: Console, result: DemoResult, url: StoreUrl) -> None:
         digits = short_id(record.message_id)
         console.print(f"  {cqrs} show {digits}{store_flag}    # where it failed")
         console.print(f"  {cqrs} causes {digits}{store_flag}  # how it got there")
+
+
+# -- the service commands, in modules of their own ----------------------------------------
+# (Each imports this module's helpers when it runs, not when it is imported.)
+
+from . import dlq, observatory, worker  # noqa: E402
+
+for _service_commands in (worker, dlq, observatory):
+    _service_commands.register(app)
