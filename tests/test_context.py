@@ -201,3 +201,42 @@ async def test_a_scope_reports_the_correlation_id_its_first_root_message_used():
     async with correlation_scope("from-header") as plain:
         await bus.send(Ping())
     assert plain.used_correlation_id == "from-header"
+
+
+async def test_consuming_makes_a_received_message_current_and_optionally_the_parent():
+    from uuid import uuid4
+
+    from python_cqrs_core import BaseCommand, Mediator
+    from python_cqrs_core.context import Consumption, consuming, current_consumption
+
+    class Reserve(BaseCommand):
+        pass
+
+    seen: list[Reserve] = []
+    bus = Mediator()
+
+    async def reserve(command: Reserve) -> None:
+        seen.append(command)
+
+    bus.register(Reserve, reserve)
+    received = Consumption(
+        message_id=uuid4(),
+        message_type="orders.OrderPlaced",
+        correlation_id="req-77",
+        causation_id=None,
+        requested_by="alice",
+        transport="memory",
+        destination="orders.events",
+        group="inventory",
+    )
+    assert current_consumption() is None
+    with consuming(received, as_parent=True) as consumption:
+        assert current_consumption() is consumption is received
+        assert current_message() is None  # no local message object
+        await bus.send(Reserve())
+    assert current_consumption() is None and current_correlation_id() is None
+    child = seen[0]
+    assert (child.correlation_id, child.causation_id) == ("req-77", received.message_id)
+    assert child.requested_by == "alice"
+    with consuming(received):  # without as_parent: nothing is inherited from it
+        assert current_correlation_id() is None

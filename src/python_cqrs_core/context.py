@@ -26,20 +26,26 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Union, cast
 from uuid import UUID
 
 from ._ids import uuid4
-from .propagation import Ambient, parent_of_scope
+from .propagation import Ambient, RemoteParent, parent_of_scope
 from .validation import validate_correlation_id, validate_requested_by
 
 if TYPE_CHECKING:
     from .messages import BaseMessage
 
 __all__ = [
+    "Consumption",
+    "consuming",
     "correlation_scope",
+    "current_consumption",
     "current_causation_id",
     "current_correlation_id",
     "current_message",
@@ -47,7 +53,7 @@ __all__ = [
 ]
 
 
-_Frame = Union["BaseMessage", Ambient]
+_Frame = Union["BaseMessage", Ambient, RemoteParent]
 
 # The trace frame of this context: the message being handled, an ambient scope, or None.
 _trace: ContextVar[_Frame | None] = ContextVar("cqrs_trace", default=None)
@@ -56,7 +62,9 @@ _trace: ContextVar[_Frame | None] = ContextVar("cqrs_trace", default=None)
 def current_message() -> BaseMessage | None:
     """Return the message whose handler is running in this context, or ``None``."""
     frame = _trace.get()
-    return None if frame is None or frame.__class__ is Ambient else frame  # type: ignore[return-value]
+    if frame is None or frame.__class__ is Ambient or frame.__class__ is RemoteParent:
+        return None
+    return frame  # type: ignore[return-value]
 
 
 def current_correlation_id() -> UUID | str | None:
@@ -167,3 +175,69 @@ class correlation_scope:  # noqa: N801 - used like a function: ``with correlatio
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """A message received from a broker, while a consumer handles it.
+
+    Consumers (the library's :class:`~python_cqrs_core.transports.consumer.Consumer`,
+    the FastStream middleware) describe each delivery with one, through
+    :func:`consuming`; the message recorder reads it to record the *delivery* of a
+    message another service may have recorded already, instead of recording the
+    message twice.  ``service`` is the producer's (from the wire), ``consumer_service``
+    the consuming one's; ``attempt`` is 1 on the first delivery to the group.
+    """
+
+    message_id: UUID
+    message_type: str
+    correlation_id: UUID | str
+    causation_id: UUID | str | None
+    requested_by: str | None
+    transport: str
+    destination: str
+    group: str
+    attempt: int = 1
+    delivery_id: str | None = None
+    service: str | None = None
+
+
+_consumption: ContextVar[Consumption | None] = ContextVar("cqrs_consumption", default=None)
+
+
+def current_consumption() -> Consumption | None:
+    """The delivery being handled in this context (see :func:`consuming`), or ``None``."""
+    return _consumption.get()
+
+
+@contextmanager
+def consuming(consumption: Consumption, *, as_parent: bool = False) -> Iterator[Consumption]:
+    """Handle one delivery from a broker inside this block.
+
+    The delivery is :func:`current_consumption` for the block (and for the tasks it
+    starts).  A consumer that dispatches the decoded message through a mediator needs
+    nothing more: that message is the parent of what its handlers dispatch.  A consumer
+    that runs plain code on the payload instead (no local message object) passes
+    ``as_parent=True``: the received message is then the parent of what the block
+    dispatches, through a :class:`~python_cqrs_core.propagation.RemoteParent` frame
+    (its correlation id, its id as causation id, its ``requested_by``)::
+
+        with consuming(consumption, as_parent=True):
+            await bus.send(ReserveInventory(order_id=payload["order_id"]))
+    """
+    token = _consumption.set(consumption)
+    frame_token = (
+        _trace.set(
+            RemoteParent(
+                consumption.correlation_id, consumption.message_id, consumption.requested_by
+            )
+        )
+        if as_parent
+        else None
+    )
+    try:
+        yield consumption
+    finally:
+        if frame_token is not None:
+            _trace.reset(frame_token)
+        _consumption.reset(token)

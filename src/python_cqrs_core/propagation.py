@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SETTLED",
     "Ambient",
+    "RemoteParent",
     "Frame",
     "inherit",
     "is_settled",
@@ -106,6 +107,26 @@ class Ambient:
         self.correlation_id = correlation_id
         self.requested_by = requested_by
         self.used: UUID | str | None = None
+
+
+class RemoteParent:
+    """The frame of a message received from another process that this process does not
+    dispatch itself (it has no class for it, or hands its payload to plain code): the
+    parent of what is dispatched while it is being handled, like a local message.
+
+    It gives its correlation id, its id as causation id, and its ``requested_by``
+    (rule 2).  :func:`~python_cqrs_core.current_message` is ``None`` under it: there
+    is no local message object.
+    """
+
+    __slots__ = ("correlation_id", "request_id", "requested_by")
+
+    def __init__(
+        self, correlation_id: UUID | str, request_id: UUID, requested_by: str | None
+    ) -> None:
+        self.correlation_id = correlation_id
+        self.request_id = request_id
+        self.requested_by = requested_by
 
 
 def inherit(message: BaseMessage, frame: Frame) -> None:

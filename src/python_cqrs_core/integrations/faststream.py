@@ -87,7 +87,7 @@ from ..names import (
     WIRE_MESSAGE_KIND,
     WIRE_MESSAGE_TYPE,
 )
-from ..propagation import Ambient, stamp
+from ..propagation import Ambient, RemoteParent, stamp
 from ..registry import MessageRegistry, UnknownMessageTypeError
 
 __all__ = ["CQRSMiddleware", "OpaqueMessage", "consumed_message"]
@@ -122,7 +122,7 @@ _CHAIN_HEADERS: Final = frozenset({WIRE_MESSAGE_ID, WIRE_CORRELATION_ID, WIRE_ME
 _BODY_HEADERS: Final = frozenset({WIRE_MESSAGE_TYPE, WIRE_MESSAGE_KIND, CONTENT_TYPE})
 _LONGEST_NAME: Final = max(len(name) for name in _CHAIN_HEADERS)
 
-_Frame = BaseMessage | Ambient
+_Frame = BaseMessage | Ambient | RemoteParent
 
 
 @dataclass(frozen=True, slots=True)
