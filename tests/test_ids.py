@@ -7,6 +7,7 @@ import os
 import pickle
 import threading
 import uuid
+from uuid import UUID
 
 import pytest
 
@@ -134,3 +135,60 @@ def test_messages_built_in_a_forked_child_do_not_reuse_the_parents_next_request_
     child_ids = {uuid.UUID(bytes=payload[i : i + 16]) for i in range(0, len(payload), 16)}
     assert len(child_ids) == 600
     assert child_ids.isdisjoint(parent_next)
+
+
+# -- time-ordered ids (UUIDv7), an option ---------------------------------------------
+
+
+def test_uuid7_is_a_version_7_rfc_9562_uuid_with_the_time_in_its_first_48_bits():
+    import time
+
+    from python_cqrs_core import uuid7
+
+    before = time.time_ns() // 1_000_000
+    value = uuid7()
+    after = time.time_ns() // 1_000_000
+    assert (value.version, value.variant) == (7, "specified in RFC 4122")
+    assert before <= value.int >> 80 <= after + 1
+    assert UUID(str(value)) == value
+
+
+def test_uuid7_ids_grow_in_creation_order_even_within_one_millisecond_and_across_threads():
+    import threading
+
+    from python_cqrs_core import uuid7
+
+    made: list[list[UUID]] = [[] for _ in range(4)]
+
+    def make(into: list[UUID]) -> None:
+        into.extend(uuid7() for _ in range(5_000))
+
+    threads = [threading.Thread(target=make, args=(chunk,)) for chunk in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [u for chunk in made for u in chunk]
+    assert len(set(every)) == 20_000
+    for chunk in made:  # each thread sees its ids grow
+        assert chunk == sorted(chunk)
+    serial = [uuid7() for _ in range(10_000)]  # more than 4,096 in a millisecond too
+    assert serial == sorted(serial) and len(set(serial)) == 10_000
+
+
+def test_time_ordered_ids_are_an_opt_in_mixin_and_uuid4_stays_the_default():
+    from python_cqrs_core import BaseCommand, BaseEvent, TimeOrderedIds, message_kind
+
+    class OrderPlaced(TimeOrderedIds, BaseEvent):
+        order_id: int
+
+    class PlaceOrder(BaseCommand):
+        order_id: int
+
+    events = [OrderPlaced(order_id=n) for n in range(50)]
+    assert all(e.request_id.version == 7 for e in events)
+    assert [e.request_id for e in events] == sorted(e.request_id for e in events)
+    assert message_kind(OrderPlaced) == "event"
+    assert PlaceOrder(order_id=1).request_id.version == 4
+    given = uuid4()
+    assert OrderPlaced(order_id=1, request_id=given).request_id == given

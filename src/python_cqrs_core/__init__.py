@@ -7,7 +7,7 @@ The whole public API is importable from this package::
     from python_cqrs_core import BaseCommand, ICommandHandler, Mediator
 """
 
-from ._ids import uuid4
+from ._ids import uuid4, uuid7
 from ._version import __version__
 from .context import (
     correlation_scope,
@@ -42,6 +42,7 @@ from .messages import (
     MessageKind,
     PaginatedQuery,
     RequestedBy,
+    TimeOrderedIds,
     TracingFields,
     message_kind,
     message_type_name,
@@ -81,6 +82,7 @@ __all__ = [
     "PaginatedQuery",
     "REDACTED",
     "RequestedBy",
+    "TimeOrderedIds",
     "TracingFields",
     "UnknownMessageTypeError",
     "__version__",
@@ -95,4 +97,5 @@ __all__ = [
     "redacted_payload",
     "tracing_fields",
     "uuid4",
+    "uuid7",
 ]

@@ -63,7 +63,7 @@ from pydantic import (
 )
 from typing_extensions import TypeVar
 
-from ._ids import uuid4
+from ._ids import uuid4, uuid7
 from .context import _trace
 from .errors import FrozenInstanceError
 from .interfaces import ICommand, IEvent, IQuery
@@ -86,6 +86,7 @@ __all__ = [
     "MessageKind",
     "PaginatedQuery",
     "RequestedBy",
+    "TimeOrderedIds",
     "TracingFields",
     "message_kind",
     "message_type_name",
@@ -290,6 +291,27 @@ def tracing_fields(message: BaseMessage) -> TracingFields:
 
 TResult = TypeVar("TResult", default=Any)
 """What the handler of a command or query returns; ``Any`` unless the class says."""
+
+
+class TimeOrderedIds(BaseMessage):
+    """Mix in to give a message class time-ordered ids (UUIDv7) instead of random ones.
+
+    ::
+
+        class OrderPlaced(TimeOrderedIds, BaseEvent):
+            order_id: int
+
+    ``request_id`` is then a :func:`~python_cqrs_core.uuid7`: ids made later compare
+    greater, so the message store's unique index on them grows at its end, and
+    recording into a store of millions of records costs what it costs into an empty one
+    (random ids scatter their index entries over the whole index).  The trade-off: an
+    id reveals when it was made (to the millisecond) and in which order; 74 of its bits
+    are random instead of 122 (still unguessable, not a secret); and making one costs
+    about a microsecond more.  Random version-4 ids stay the default, as the API guide
+    documents.  An id given explicitly is used as it is, whatever its version.
+    """
+
+    request_id: RequestId = Field(default_factory=uuid7)
 
 
 class BaseCommand(BaseMessage, ICommand, Generic[TResult]):
