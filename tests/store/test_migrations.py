@@ -121,7 +121,7 @@ async def test_opening_a_version_1_sqlite_store_migrates_it_keeping_its_records(
     async with await open_store(f"sqlite:///{path}") as store:
         assert store.schema_version == LATEST_VERSION  # type: ignore[attr-defined]
         await check_reads_version_1(store)
-    assert sqlite_versions(path) == [1, 2, 3]
+    assert sqlite_versions(path) == [1, 2, 3, 4]
     conn = sqlite3.connect(path)
     try:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(cqrs_messages)")}
@@ -168,4 +168,4 @@ async def test_a_version_1_postgres_store_is_read_read_only_then_migrated(
         versions = [row[0] for row in await conn.fetch("SELECT version FROM cqrs_schema_version")]
     finally:
         await conn.close()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]

@@ -96,7 +96,7 @@ async def test_an_sqlite_store_is_a_wal_database_with_a_schema_version(tmp_path:
         }
     finally:
         conn.close()
-    assert versions == [(1,), (2,), (3,)]
+    assert versions == [(1,), (2,), (3,), (4,)]
     assert {
         "cqrs_messages_correlation",
         "cqrs_messages_causation",
@@ -106,6 +106,8 @@ async def test_an_sqlite_store_is_a_wal_database_with_a_schema_version(tmp_path:
         "cqrs_messages_failed",
         "cqrs_messages_recorded_at",
         "cqrs_messages_service",
+        "cqrs_deliveries_message",
+        "cqrs_deliveries_correlation",
     } <= indexes
 
 

@@ -23,11 +23,12 @@ import asyncio
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 from uuid import UUID
 
@@ -35,12 +36,21 @@ from ..errors import CQRSError, exception_message
 from ..messages import MessageKind
 from ..names import STORE_LOGGER
 from .feed import CorrelationSummary, RecordFilter, check_after, check_before, check_limit
-from .records import CausationNode, MessageRecord, Outcome, assemble_trees, id_prefix_bounds
+from .records import (
+    CausationNode,
+    DeliveryRecord,
+    MessageRecord,
+    Outcome,
+    assemble_trees,
+    id_prefix_bounds,
+    id_text,
+)
 
 __all__ = [
     "MessageAlreadyRecordedError",
     "MessageStore",
     "ReadOnlyStoreError",
+    "Statement",
     "StoreOpenError",
     "StoreWriteError",
     "parse_store_url",
@@ -259,6 +269,26 @@ async def wait_for_write(write: Write, what: str) -> None:
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One parameterised SQL statement a store runs in the transaction of a batch
+    (:meth:`MessageStore.append`'s ``statements``), committed with its records or
+    rejected with them.
+
+    Only a store that owns its transaction and runs SQL offers it
+    (:attr:`MessageStore.runs_statements`: the SQLite store); the embedded outbox
+    commits its entries this way, through
+    :meth:`~python_cqrs_core.store.MessageRecorder.attach`.  ``sql`` is fixed text
+    with ``?`` placeholders; every value goes in ``params``::
+
+        Statement("INSERT INTO cqrs_inbox (consumer_group, message_id, handled_at) "
+                  "VALUES (?, ?, ?)", ("billing", message_id, now))
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
 class StoreWriteError(CQRSError):
     """Records could not be written to the message store.
 
@@ -306,6 +336,9 @@ class MessageStore(ABC):
     read_only: bool = False
     """True when opened with ``read_only=True``: :meth:`append` then raises
     :class:`ReadOnlyStoreError`, and nothing was created or migrated."""
+    runs_statements: ClassVar[bool] = False
+    """True for a store whose :meth:`append` runs statements (:class:`Statement`) in
+    the transaction of its batch (the SQLite store); others refuse them."""
 
     async def __aenter__(self) -> MessageStore:
         return self
@@ -322,13 +355,35 @@ class MessageStore(ABC):
         return f"<{type(self).__name__} {url_without_password(self.url)}>"
 
     @abstractmethod
-    async def append(self, records: Sequence[MessageRecord]) -> None:
+    async def append(
+        self,
+        records: Sequence[MessageRecord],
+        *,
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> None:
         """Store ``records`` atomically, giving them positions in the order given.
 
         All or nothing: a record whose ``message_id`` is already stored (or appears
         twice in the batch) rejects the whole batch with :class:`StoreWriteError`, as
         does any failure of the backend.  A read-only store raises
         :class:`ReadOnlyStoreError`.
+
+        In the same transaction, all or nothing with ``records``:
+
+        - ``received``: records of messages received from a broker, stored only if
+          the store holds no record of their ``message_id`` yet (the producer, when
+          it records into this store too, recorded them first; a retried delivery
+          finds the record of its first attempt).  Never a collision, never a second
+          record; they are stored before ``records`` (a consumed message before what
+          its handlers dispatched);
+        - ``deliveries``: delivery records
+          (:class:`~python_cqrs_core.store.DeliveryRecord`), given positions of their
+          own in the order given;
+        - ``statements``: SQL run after the rows are written, in the order given, by
+          a store that :attr:`runs_statements` (the others raise
+          :class:`ValueError`, and nothing is stored).
 
         Text and numbers no store can hold (NUL characters, lone surrogates, NaN and
         infinite numbers) are stored escaped, with the record's ``escaped_fields``
@@ -344,6 +399,25 @@ class MessageStore(ABC):
         has seen position ``n`` never later finds a new record below ``n``, which is
         what lets :meth:`read` resume from a position.
         """
+
+    async def append_deliveries(self, deliveries: Sequence[DeliveryRecord]) -> None:
+        """Store ``deliveries`` atomically (``append((), deliveries=deliveries)``):
+        what records a dead letter or a replay, which belong to no dispatch::
+
+            await store.append_deliveries([DeliveryRecord(..., outcome="replayed",
+                                                          requested_by="ada")])
+        """
+        await self.append((), deliveries=deliveries)
+
+    def check_statements(self, statements: Sequence[Statement]) -> None:
+        """Raise :class:`ValueError` if ``statements`` are given to a store that does
+        not run them (what every :meth:`append` checks first)."""
+        if statements and not self.runs_statements:
+            raise ValueError(
+                f"{type(self).__name__} runs no SQL statements in its transactions "
+                f"({len(statements)} given); only the SQLite store does (the embedded "
+                "outbox's entries); elsewhere write them in the application's transaction"
+            )
 
     def check_writable(self) -> None:
         """Raise :class:`ReadOnlyStoreError` if the store was opened read-only (the
@@ -410,9 +484,52 @@ class MessageStore(ABC):
         A business operation normally has one root; several roots (two requests that
         shared a correlation id) are all returned, and a record whose parent is
         missing heads a tree of its own, flagged as ``orphan``.  ``[]`` if the
-        correlation id is unknown.  See :func:`~python_cqrs_core.store.records.assemble_trees`.
+        correlation id is unknown.  Each node carries the deliveries of its message
+        to consumer groups (``node.deliveries``), so a tree that crosses services
+        says where each message went and how it ended there.  See
+        :func:`~python_cqrs_core.store.records.assemble_trees`.
         """
-        return assemble_trees(await self.by_correlation(correlation_id))
+        records = await self.by_correlation(correlation_id)
+        if not records:
+            return []
+        return assemble_trees(records, await self.deliveries_by_correlation(correlation_id))
+
+    # -- deliveries ----------------------------------------------------------------------
+
+    async def deliveries_of(self, message_ids: Iterable[UUID | str]) -> list[DeliveryRecord]:
+        """The deliveries of the messages ``message_ids`` (UUIDs or their text), in
+        recorded order; ``[]`` for messages no consumer group received::
+
+            for delivery in await store.deliveries_of([record.message_id]):
+                print(delivery.service, delivery.group, delivery.attempt, delivery.outcome)
+
+        Answered from the ``message_id`` index of the deliveries.
+        """
+        keys = sorted({id_text(message_id) for message_id in message_ids})
+        if not keys:
+            return []
+        return await self.fetch_deliveries_of(keys)
+
+    @abstractmethod
+    async def fetch_deliveries_of(self, message_ids: list[str]) -> list[DeliveryRecord]:
+        """The backend's part of :meth:`deliveries_of`: ``message_ids`` are the ids'
+        texts, distinct, at least one."""
+
+    @abstractmethod
+    async def deliveries_by_correlation(self, correlation_id: str | UUID) -> list[DeliveryRecord]:
+        """Every delivery of the messages of one correlation id, in recorded order
+        (``[]`` if none): what :meth:`build_causation_tree` hangs on its nodes."""
+
+    async def read_deliveries(self, after: int = 0, limit: int = 100) -> list[DeliveryRecord]:
+        """The deliveries with a position greater than ``after``, in ascending
+        position order, at most ``limit`` (1 to 10,000): a cursor over every
+        delivery recorded, as :meth:`read` is over the records (a live page following
+        consumers, dead letters and replays)."""
+        return await self.fetch_deliveries(check_after(after), check_limit(limit))
+
+    @abstractmethod
+    async def fetch_deliveries(self, after: int, limit: int) -> list[DeliveryRecord]:
+        """The backend's part of :meth:`read_deliveries`: its arguments are checked."""
 
     # -- the feed ------------------------------------------------------------------------
 
@@ -494,8 +611,11 @@ class MessageStore(ABC):
         The filters are those of :meth:`read`, applied to the opening record (who
         started the operation, with which message type, kind, from which service, and
         when), except ``outcome``, which is the outcome of the whole operation:
-        ``"failed"`` if any of its records failed.  Every backend computes a page in
-        one query, whatever ``limit`` is.
+        ``"failed"`` if any of its records failed, or any of its messages is left
+        unhandled by a consumer group (its latest delivery to that group failed or was
+        dead-lettered: see
+        :func:`~python_cqrs_core.store.records.failing_deliveries`).  Every backend
+        computes a page in one query, whatever ``limit`` is.
         """
         where = RecordFilter(
             requested_by=requested_by,

@@ -1,7 +1,9 @@
-"""The columns of ``cqrs_messages``, defined once for both SQL backends.
+"""The columns of ``cqrs_messages`` and ``cqrs_deliveries``, defined once for both SQL
+backends.
 
-:data:`COLUMNS` lists every column with the kind of value it holds (a
-:class:`Codec`) and the schema version that added it.  From that one table come:
+:data:`COLUMNS` lists every column of the messages with the kind of value it holds (a
+:class:`Codec`) and the schema version that added it; :data:`DELIVERY_COLUMNS` does the
+same for the deliveries.  From those tables come:
 
 - what the SQLite and PostgreSQL stores *write*: the ``INSERT`` column list, the
   parameters, and each record's values, encoded (:class:`RowWriter`);
@@ -11,7 +13,8 @@
   opened read-only before it was migrated still reads.
 
 Adding a column is therefore one line here, one field of
-:class:`~python_cqrs_core.store.MessageRecord`, and a migration
+:class:`~python_cqrs_core.store.MessageRecord` (or
+:class:`~python_cqrs_core.store.DeliveryRecord`), and a migration
 (:mod:`python_cqrs_core.store.migrations`) that creates it::
 
     Column("tenant", TEXT, since=3),
@@ -21,6 +24,8 @@ Adding a column is therefore one line here, one field of
 ['NULL AS service', 'NULL AS pii_fields', 'NULL AS payload_redacted', 'NULL AS escaped_fields']
 >>> RowWriter(POSTGRES).names[-3:]
 ('pii_fields', 'payload_redacted', 'escaped_fields')
+>>> RowWriter(SQLITE, DELIVERIES).names[5:8]
+('destination', 'consumer_group', 'attempt')
 
 Every value a backend writes goes through :meth:`RowWriter.rows`, which also escapes
 what no store can hold (:func:`~python_cqrs_core.store.records.escaped`), so that the
@@ -39,15 +44,18 @@ from math import isfinite
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from .records import HandlerOutcome, MessageRecord, escaped
+from .records import DeliveryRecord, HandlerOutcome, MessageRecord, escaped, escaped_delivery
 
 __all__ = [
     "COLUMNS",
+    "DELIVERIES",
+    "DELIVERY_COLUMNS",
     "FLAG",
     "HANDLERS",
     "ID",
     "INTEGER",
     "JSON",
+    "MESSAGES",
     "NAMES",
     "POSTGRES",
     "REAL",
@@ -60,6 +68,7 @@ __all__ = [
     "Dialect",
     "RowReader",
     "RowWriter",
+    "Table",
 ]
 
 Dialect = Literal["sqlite", "postgres"]
@@ -193,10 +202,13 @@ NAMES: Final = Codec(
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column of ``cqrs_messages``.
+    """One column of a table of the store.
 
-    A column holds the :class:`~python_cqrs_core.store.MessageRecord` field of the
-    same name, unless ``in_record`` is false (a column of the store's own, such as
+    A column holds the field of the same name of the table's record
+    (:class:`~python_cqrs_core.store.MessageRecord`,
+    :class:`~python_cqrs_core.store.DeliveryRecord`), or the field ``attribute``
+    names when the column is named otherwise (``consumer_group``: ``group`` is an SQL
+    keyword), unless ``in_record`` is false (a column of the store's own, such as
     ``opens_correlation``).  ``since`` is the schema version that added it: a store
     of an older version lacks it, and its records read ``default`` there.
     ``generated`` columns are assigned by the database and never written.
@@ -208,6 +220,12 @@ class Column:
     default: Any = None
     generated: bool = False
     in_record: bool = True
+    attribute: str | None = None
+
+    @property
+    def field(self) -> str:
+        """The name of the record field the column holds."""
+        return self.attribute or self.name
 
 
 COLUMNS: Final[tuple[Column, ...]] = (
@@ -235,11 +253,63 @@ COLUMNS: Final[tuple[Column, ...]] = (
 )
 """Every column, in the order the migrations create them."""
 
-_BY_FIELD = {column.name: column for column in COLUMNS if column.in_record}
-RECORD_COLUMNS: Final = tuple(_BY_FIELD[f.name] for f in fields(MessageRecord))
-"""The columns holding record fields, in the order of MessageRecord's fields: a row
-read in this order is the record's positional arguments.  (A field without a column
-fails here, at import.)"""
+DELIVERY_COLUMNS: Final[tuple[Column, ...]] = (
+    Column("position", INTEGER, since=4, generated=True),
+    Column("message_id", ID, since=4),
+    Column("message_type", TEXT, since=4),
+    Column("correlation_id", TEXT, since=4),
+    Column("service", TEXT, since=4),
+    Column("transport", TEXT, since=4),
+    Column("destination", TEXT, since=4),
+    Column("consumer_group", TEXT, since=4, attribute="group"),
+    Column("attempt", INTEGER, since=4),
+    Column("delivery_id", TEXT, since=4),
+    Column("outcome", TEXT, since=4),
+    Column("handlers", HANDLERS, since=4),
+    Column("error_type", TEXT, since=4),
+    Column("error_message", TEXT, since=4),
+    Column("duration_ms", REAL, since=4),
+    Column("recorded_at", TIME, since=4),
+    Column("requested_by", TEXT, since=4),
+    Column("escaped_fields", NAMES, since=4, default=()),
+)
+"""Every column of ``cqrs_deliveries`` (schema version 4), in the order migration 4
+creates them."""
+
+
+def _in_field_order(columns: tuple[Column, ...], record: type) -> tuple[Column, ...]:
+    """The columns holding ``record``'s fields, in the order of its fields: a row read
+    in this order is the record's positional arguments.  (A field without a column
+    fails here, at import.)"""
+    by_field = {column.field: column for column in columns if column.in_record}
+    return tuple(by_field[f.name] for f in fields(record))
+
+
+RECORD_COLUMNS: Final = _in_field_order(COLUMNS, MessageRecord)
+"""The columns holding record fields, in the order of MessageRecord's fields."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table of the store as the readers and writers see it: its name, the
+    columns holding its record's fields (in field order), the record class, and the
+    function that escapes a record no store can hold as it is."""
+
+    name: str
+    columns: tuple[Column, ...]
+    record: Callable[..., Any]
+    escape: Callable[[Any], Any]
+
+
+MESSAGES: Final = Table("cqrs_messages", RECORD_COLUMNS, MessageRecord, escaped)
+"""``cqrs_messages``: one :class:`~python_cqrs_core.store.MessageRecord` per row."""
+DELIVERIES: Final = Table(
+    "cqrs_deliveries",
+    _in_field_order(DELIVERY_COLUMNS, DeliveryRecord),
+    DeliveryRecord,
+    escaped_delivery,
+)
+"""``cqrs_deliveries``: one :class:`~python_cqrs_core.store.DeliveryRecord` per row."""
 
 
 def _constant(value: Any) -> Convert:
@@ -247,19 +317,21 @@ def _constant(value: Any) -> Convert:
 
 
 class RowReader:
-    """Reads records out of one backend's rows, for one schema version.
+    """Reads records out of one backend's rows of ``table`` (the messages by
+    default), for one schema version.
 
     ``select`` is the ``SELECT`` list (use it as ``SELECT {reader.select} FROM
     cqrs_messages ...``); :meth:`record` turns a row of it into a record.
     """
 
-    __slots__ = ("_conversions", "select", "version")
+    __slots__ = ("_conversions", "_make", "select", "version")
 
-    def __init__(self, dialect: Dialect, version: int) -> None:
+    def __init__(self, dialect: Dialect, version: int, table: Table = MESSAGES) -> None:
         self.version = version
+        self._make = table.record
         expressions: list[str] = []
         conversions: list[tuple[int, Convert]] = []
-        for index, column in enumerate(RECORD_COLUMNS):
+        for index, column in enumerate(table.columns):
             if column.since > version:
                 expressions.append(f"NULL AS {column.name}")
                 conversions.append((index, _constant(column.default)))
@@ -272,16 +344,17 @@ class RowReader:
         self.select = ", ".join(expressions)
         self._conversions = tuple(conversions)
 
-    def record(self, row: Sequence[Any]) -> MessageRecord:
+    def record(self, row: Sequence[Any]) -> Any:
         """The record of one row of :attr:`select`."""
         values = list(row)
         for index, convert in self._conversions:
             values[index] = convert(values[index])
-        return MessageRecord(*values)
+        return self._make(*values)
 
 
 class RowWriter:
-    """Encodes records into the values one backend stores (the latest schema).
+    """Encodes records of ``table`` (the messages by default) into the values one
+    backend stores (the latest schema).
 
     ``values(record)`` is the record as the values of the columns ``names``, in that
     order (a fresh list: a backend may append its own values to it).  The store's own
@@ -290,15 +363,16 @@ class RowWriter:
     the values of each record, escaped first when they hold what no store can.
     """
 
-    __slots__ = ("_storable", "columns", "names", "values")
+    __slots__ = ("_escape", "_storable", "columns", "names", "values")
 
-    def __init__(self, dialect: Dialect) -> None:
-        self.columns = tuple(c for c in RECORD_COLUMNS if not c.generated)
+    def __init__(self, dialect: Dialect, table: Table = MESSAGES) -> None:
+        self.columns = tuple(c for c in table.columns if not c.generated)
         self.names = tuple(column.name for column in self.columns)
         self.values = _encoder(self.columns, dialect)
         self._storable = _row_test(self.columns)
+        self._escape = table.escape
 
-    def rows(self, records: Sequence[MessageRecord]) -> list[list[Any]]:
+    def rows(self, records: Sequence[Any]) -> list[list[Any]]:
         """The values of every record, each a fresh list.
 
         A record holding text with a NUL character or a lone surrogate, or a number
@@ -307,16 +381,16 @@ class RowWriter:
         JSON is already text), so a record that needs nothing costs one string test.
         Raises :class:`TypeError` for a value JSON cannot hold at all.
         """
-        values, storable = self.values, self._storable
+        values, storable, escape = self.values, self._storable, self._escape
         rows: list[list[Any]] = []
         for record in records:
             try:
                 row = values(record)
             except ValueError:  # a number JSON cannot hold
-                row = values(escaped(record))
+                row = values(escape(record))
             else:
                 if not storable(row):
-                    row = values(escaped(record))
+                    row = values(escape(record))
             rows.append(row)
         return rows
 
@@ -325,7 +399,7 @@ class RowWriter:
         return self.names.index(name)
 
 
-def _encoder(columns: tuple[Column, ...], dialect: Dialect) -> Callable[[MessageRecord], list[Any]]:
+def _encoder(columns: tuple[Column, ...], dialect: Dialect) -> Callable[[Any], list[Any]]:
     """One function listing a record's encoded values, written out from ``columns``
     (as :mod:`dataclasses` writes an ``__init__``).  Every append encodes each of its
     records on the caller's side; a loop over the conversions costs about a sixth more
@@ -335,13 +409,13 @@ def _encoder(columns: tuple[Column, ...], dialect: Dialect) -> Callable[[Message
     for index, column in enumerate(columns):
         encode = column.codec.encoder(dialect)
         if encode is None:
-            items.append(f"record.{column.name}")
+            items.append(f"record.{column.field}")
         else:
             namespace[f"encode_{index}"] = encode
-            items.append(f"encode_{index}(record.{column.name})")
+            items.append(f"encode_{index}(record.{column.field})")
     source = f"def values(record):\n    return [{', '.join(items)}]\n"
     exec(source, namespace)  # noqa: S102 - built from the column table above, no input
-    encoder: Callable[[MessageRecord], list[Any]] = namespace["values"]
+    encoder: Callable[[Any], list[Any]] = namespace["values"]
     return encoder
 
 

@@ -23,7 +23,7 @@ values it can trust::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
@@ -31,7 +31,7 @@ from uuid import UUID
 
 from ..messages import MessageKind
 from ..validation import validate_requested_by, validate_type_name
-from .records import MessageRecord, Outcome
+from .records import DeliveryRecord, MessageRecord, Outcome, failing_deliveries
 
 __all__ = [
     "MAX_LIMIT",
@@ -118,7 +118,8 @@ class RecordFilter:
     each record.  For :meth:`~python_cqrs_core.store.MessageStore.correlations` they
     apply to the record that *opened* the operation (its first record, normally the
     root command), except ``outcome``, which is the outcome of the whole operation
-    (``"failed"`` if any of its records failed).
+    (``"failed"`` if any of its records failed, or a consumer group left one of its
+    messages unhandled: see :class:`CorrelationSummary`).
     """
 
     requested_by: str | None = None
@@ -194,6 +195,15 @@ class CorrelationSummary:
     fields are those of that record; the counts, times and ``outcome`` cover every
     record of the correlation.  ``position`` is the opening record's: pass the last
     summary's as ``before=`` to get the next (older) page.
+
+    ``failed_count`` counts the failures of the operation: its records that failed,
+    plus the deliveries that leave one of its messages unhandled by a consumer group
+    (the latest delivery of the message to that group failed or was dead-lettered;
+    see :func:`~python_cqrs_core.store.records.failing_deliveries`).  ``outcome`` is
+    ``"failed"`` when there is any.  A record's own outcome is that of the dispatch
+    that recorded it (the producer's, for a message other services consumed); what
+    became of it in the consuming services is in its deliveries, so an event
+    published fine and failing in another service fails the operation here.
     """
 
     correlation_id: str
@@ -210,7 +220,8 @@ class CorrelationSummary:
 
     @property
     def failed(self) -> bool:
-        """True when any record of the operation failed."""
+        """True when any record of the operation failed, or a consumer group left one
+        of its messages unhandled."""
         return self.outcome == "failed"
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,12 +261,15 @@ class CorrelationSummary:
         )
 
     @classmethod
-    def of(cls, records: list[MessageRecord]) -> CorrelationSummary:
-        """The summary of one correlation's records, given in recorded order (the
-        first is the opening record); what the memory store computes, and what the SQL
-        backends compute in their query."""
+    def of(
+        cls, records: list[MessageRecord], deliveries: Iterable[DeliveryRecord] = ()
+    ) -> CorrelationSummary:
+        """The summary of one correlation's records and deliveries, each given in
+        recorded order (the first record is the opening record); what the memory store
+        computes, and what the SQL backends compute in their query."""
         opening = records[0]
         failed = sum(record.outcome == "failed" for record in records)
+        failed += len(failing_deliveries(deliveries))
         times = [record.recorded_at for record in records]
         return cls(
             correlation_id=opening.correlation_id,

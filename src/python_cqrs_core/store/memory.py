@@ -6,8 +6,9 @@ them answers traversal from indexes: the records in position order, a dict from
 message id to position, lists of positions per correlation id and per causation id,
 the positions of the records that open a correlation, and the message ids in sorted
 order (for prefix lookups), so traversal, summaries and prefix lookups never scan the
-store.  Filters of :meth:`~MemoryStore.read` are tested record by record from
-``after`` on.
+store.  Deliveries are kept in their recorded order, with lists of positions per
+message id and per correlation id.  Filters of :meth:`~MemoryStore.read` are tested
+record by record from ``after`` on.
 
 An append only checks the batch and takes it in: the records are escaped where they
 must be (:func:`~python_cqrs_core.store.records.storable`), given their position and
@@ -29,9 +30,9 @@ from typing import Any
 from uuid import UUID
 
 from ..validation import validate_correlation_id
-from .base import MessageStore, StoreWriteError, url_without_password
+from .base import MessageStore, Statement, StoreWriteError, url_without_password
 from .feed import CorrelationSummary, RecordFilter
-from .records import MessageRecord, id_text, storable
+from .records import DeliveryRecord, MessageRecord, id_text, storable, storable_delivery
 
 __all__ = ["MemoryStore"]
 
@@ -57,6 +58,11 @@ class MemoryStore(MessageStore):
         self._by_causation: dict[str, list[int]] = {}  # -> positions
         self._openings: list[int] = []  # positions of the first record of each correlation
         self._sorted_ids: list[int] = []  # message ids in order, for prefix lookups
+        # Deliveries, stored at once (a consumed message has one per attempt): the
+        # delivery at position p is _deliveries[p - 1].
+        self._deliveries: list[DeliveryRecord] = []
+        self._deliveries_of: dict[int, list[int]] = {}  # message id -> positions
+        self._deliveries_by_correlation: dict[str, list[int]] = {}  # -> positions
         self._closed = False
 
     @classmethod
@@ -68,9 +74,17 @@ class MemoryStore(MessageStore):
             raise TypeError(f"memory:// takes no options, got {sorted(options)}")
         return cls(url, read_only=read_only)
 
-    async def append(self, records: Sequence[MessageRecord]) -> None:
+    async def append(
+        self,
+        records: Sequence[MessageRecord],
+        *,
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> None:
         self._check_open()
         self.check_writable()
+        self.check_statements(statements)
         positions = self._positions
         keys = [record.message_id.int for record in records]
         # Validate the whole batch first: all or nothing.
@@ -79,11 +93,39 @@ class MemoryStore(MessageStore):
         for key in keys:
             if key in positions:
                 raise StoreWriteError(f"message {UUID(int=key)} is already stored")
+        if received:
+            # Received first (a consumed message before its effects), if absent.
+            taken = set(keys)
+            absent: list[MessageRecord] = []
+            for record in received:
+                key = record.message_id.int
+                if key not in positions and key not in taken:
+                    taken.add(key)
+                    absent.append(record)
+            records = [*absent, *records]
+            keys = [record.message_id.int for record in records]
+        stored = [storable_delivery(delivery) for delivery in deliveries]
         position = len(positions)
         for key in keys:
             position += 1
             positions[key] = position
         self._appended += records
+        if stored:
+            self._store_deliveries(stored)
+
+    def _store_deliveries(self, deliveries: list[DeliveryRecord]) -> None:
+        kept, of, by_correlation = (
+            self._deliveries,
+            self._deliveries_of,
+            self._deliveries_by_correlation,
+        )
+        for delivery in deliveries:
+            position = len(kept) + 1
+            if delivery.position != position:
+                delivery = dataclasses.replace(delivery, position=position)
+            kept.append(delivery)
+            of.setdefault(delivery.message_id.int, []).append(position)
+            by_correlation.setdefault(delivery.correlation_id, []).append(position)
 
     def _catch_up(self) -> None:
         """Store and index the records appended since the last read: escaped as the
@@ -187,6 +229,26 @@ class MemoryStore(MessageStore):
         self._check_open()
         return len(self._positions)
 
+    async def fetch_deliveries_of(self, message_ids: list[str]) -> list[DeliveryRecord]:
+        self._check_open()
+        found: list[int] = []
+        for text in message_ids:
+            found += self._deliveries_of.get(_key(text), ())
+        found.sort()
+        return self._delivered(found)
+
+    async def deliveries_by_correlation(self, correlation_id: str | UUID) -> list[DeliveryRecord]:
+        self._check_open()
+        return self._delivered(self._deliveries_by_correlation.get(id_text(correlation_id), ()))
+
+    async def fetch_deliveries(self, after: int, limit: int) -> list[DeliveryRecord]:
+        self._check_open()
+        return self._deliveries[after : after + limit]
+
+    def _delivered(self, positions: Sequence[int]) -> list[DeliveryRecord]:
+        kept = self._deliveries
+        return [kept[position - 1] for position in positions]
+
     async def fetch_correlations(
         self, limit: int, before: int | None, where: RecordFilter
     ) -> list[CorrelationSummary]:
@@ -196,7 +258,11 @@ class MemoryStore(MessageStore):
         summaries: list[CorrelationSummary] = []
         for index in range(end - 1, -1, -1):
             opening = self._records[openings[index] - 1]
-            summary = CorrelationSummary.of(self._at(self._by_correlation[opening.correlation_id]))
+            correlation = opening.correlation_id
+            summary = CorrelationSummary.of(
+                self._at(self._by_correlation[correlation]),
+                self._delivered(self._deliveries_by_correlation.get(correlation, ())),
+            )
             if where.is_empty or where.matches(opening, outcome=summary.outcome):
                 summaries.append(summary)
                 if len(summaries) == limit:

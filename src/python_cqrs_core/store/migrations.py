@@ -10,8 +10,9 @@ read-only is never migrated: it is read at its own version (see
 :mod:`python_cqrs_core.store.columns`).
 
 To change the schema, append a :class:`Migration` (and declare a new column in
-:data:`~python_cqrs_core.store.columns.COLUMNS` with ``since=`` its version); never
-edit an applied one.
+:data:`~python_cqrs_core.store.columns.COLUMNS` or
+:data:`~python_cqrs_core.store.columns.DELIVERY_COLUMNS` with ``since=`` its version);
+never edit an applied one.
 
 Schema, version 1 (both backends; SQLite stores datetimes as ISO 8601 text and JSON
 as text, PostgreSQL as ``timestamptz`` and ``jsonb``):
@@ -49,6 +50,18 @@ fields of a record whose content no store could hold as it was (NUL characters, 
 surrogates, numbers that are not finite) and that were stored escaped (see
 :func:`~python_cqrs_core.store.records.escaped`).  Adding it writes no row.
 
+Version 4 adds ``cqrs_deliveries``: one row per delivery of a consumed message to a
+consumer group (:class:`~python_cqrs_core.store.DeliveryRecord`): ``position``
+(primary key, the recorded order of deliveries), ``message_id``, ``message_type``,
+``correlation_id``, ``service`` (the consuming service), ``transport``,
+``destination``, ``consumer_group``, ``attempt``, ``delivery_id``, ``outcome``
+(``succeeded``, ``failed``, ``dead_lettered``, ``replayed``), ``handlers``,
+``error_type``, ``error_message``, ``duration_ms``, ``recorded_at``,
+``requested_by`` and ``escaped_fields``.  Indexes on ``(message_id, position)`` (the
+deliveries of a message, and the latest one of a message and group) and
+``(correlation_id, position)`` (the deliveries of a tree, and the failures a summary
+counts).  A store of an older version has no deliveries, and reads none.
+
 Each key grows with ``position`` (or time) within its first column's value, so an
 append writes at the right-hand edge of a few hot pages instead of at random places
 in the index.  ``kind`` has no index: a third to a half of all records share each
@@ -67,6 +80,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DELIVERIES_SINCE",
     "LATEST_VERSION",
     "POSTGRES_MIGRATIONS",
     "SCHEMA_VERSION_TABLE",
@@ -147,6 +161,37 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         "escaped_fields column: what of a record was escaped to be stored",
         ("ALTER TABLE cqrs_messages ADD COLUMN escaped_fields TEXT NOT NULL DEFAULT '[]'",),
     ),
+    Migration(
+        4,
+        "deliveries of consumed messages to consumer groups",
+        (
+            """
+            CREATE TABLE cqrs_deliveries (
+                position       INTEGER PRIMARY KEY,
+                message_id     TEXT    NOT NULL,
+                message_type   TEXT,
+                correlation_id TEXT    NOT NULL,
+                service        TEXT,
+                transport      TEXT    NOT NULL,
+                destination    TEXT    NOT NULL,
+                consumer_group TEXT    NOT NULL,
+                attempt        INTEGER NOT NULL,
+                delivery_id    TEXT,
+                outcome        TEXT    NOT NULL,
+                handlers       TEXT    NOT NULL,
+                error_type     TEXT,
+                error_message  TEXT,
+                duration_ms    REAL,
+                recorded_at    TEXT    NOT NULL,
+                requested_by   TEXT,
+                escaped_fields TEXT    NOT NULL DEFAULT '[]'
+            )
+            """,
+            "CREATE INDEX cqrs_deliveries_message ON cqrs_deliveries (message_id, position)",
+            "CREATE INDEX cqrs_deliveries_correlation ON cqrs_deliveries "
+            "(correlation_id, position)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -203,6 +248,37 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         "escaped_fields column: what of a record was escaped to be stored",
         ("ALTER TABLE cqrs_messages ADD COLUMN escaped_fields JSONB NOT NULL DEFAULT '[]'::jsonb",),
     ),
+    Migration(
+        4,
+        "deliveries of consumed messages to consumer groups",
+        (
+            """
+            CREATE TABLE cqrs_deliveries (
+                position       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                message_id     TEXT             NOT NULL,
+                message_type   TEXT,
+                correlation_id TEXT             NOT NULL,
+                service        TEXT,
+                transport      TEXT             NOT NULL,
+                destination    TEXT             NOT NULL,
+                consumer_group TEXT             NOT NULL,
+                attempt        INTEGER          NOT NULL,
+                delivery_id    TEXT,
+                outcome        TEXT             NOT NULL,
+                handlers       JSONB            NOT NULL,
+                error_type     TEXT,
+                error_message  TEXT,
+                duration_ms    DOUBLE PRECISION,
+                recorded_at    TIMESTAMPTZ      NOT NULL,
+                requested_by   TEXT,
+                escaped_fields JSONB            NOT NULL DEFAULT '[]'::jsonb
+            )
+            """,
+            "CREATE INDEX cqrs_deliveries_message ON cqrs_deliveries (message_id, position)",
+            "CREATE INDEX cqrs_deliveries_correlation ON cqrs_deliveries "
+            "(correlation_id, position)",
+        ),
+    ),
 )
 
 
@@ -215,6 +291,10 @@ def check_known(applied: int, migrations: tuple[Migration, ...], where: str) -> 
             f"{latest} this version of python-cqrs-core knows; upgrade the library"
         )
 
+
+DELIVERIES_SINCE = 4
+"""The schema version that added ``cqrs_deliveries``: a store of an older version
+(opened read-only before it was migrated) holds no deliveries."""
 
 LATEST_VERSION = SQLITE_MIGRATIONS[-1].version
 """The schema version this library writes (both backends share the numbering)."""

@@ -48,6 +48,7 @@ from uuid import UUID
 from ..errors import exception_message
 from .base import (
     MessageStore,
+    Statement,
     StoreOpenError,
     StoreWriteError,
     Write,
@@ -56,10 +57,10 @@ from .base import (
     url_without_password,
     wait_for_write,
 )
-from .columns import POSTGRES, RowReader, RowWriter
+from .columns import DELIVERIES, POSTGRES, Column, RowReader, RowWriter
 from .feed import CorrelationSummary, RecordFilter
-from .migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
-from .records import MessageRecord, id_text, order_chain
+from .migrations import DELIVERIES_SINCE, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, check_known
+from .records import DeliveryRecord, MessageRecord, id_text, order_chain
 from .sql import feed_query, summaries_query, summary_from_row
 
 __all__ = ["PostgresStore"]
@@ -72,9 +73,25 @@ _MIGRATION_LOCK: Final = 0x43515253_0001  # "CQRS", 1
 _APPEND_LOCK_CLASS: Final = 0x43515253
 
 _WRITER: Final = RowWriter(POSTGRES)
+_DELIVERY_WRITER: Final = RowWriter(POSTGRES, DELIVERIES)
 
 
-def _append_statement() -> str:
+def _unnested(columns: tuple[Column, ...], names: str) -> tuple[str, str]:
+    """The ``unnest`` of one array parameter per column, and the select list casting
+    each column to its stored type."""
+    arrays = ", ".join(
+        f"${n}::{column.codec.postgres_type}[]" for n, column in enumerate(columns, 1)
+    )
+    values = ", ".join(
+        f"b.{column.name}::{column.codec.postgres_cast}"
+        if column.codec.postgres_cast
+        else f"b.{column.name}"
+        for column in columns
+    )
+    return f"unnest({arrays}) WITH ORDINALITY AS b ({names}, ord)", values
+
+
+def _append_statement(*, if_absent: bool = False) -> str:
     """One statement appending a batch sent as one array per column, in the order
     given, flagging the first record of each correlation id not stored yet.
 
@@ -82,25 +99,19 @@ def _append_statement() -> str:
     joins it, and its rows are sorted (so all produced) before the first is inserted.
     (Two transactions opening the same correlation at the same moment may still both
     flag a record: each checks under its own snapshot.  The summaries keep the first.)
+
+    ``if_absent``: the batch holds received records; one whose message id is stored
+    already is skipped (``ON CONFLICT DO NOTHING``).
     """
-    columns = _WRITER.columns
-    arrays = ", ".join(
-        f"${n}::{column.codec.postgres_type}[]" for n, column in enumerate(columns, 1)
-    )
     names = ", ".join(_WRITER.names)
-    values = ", ".join(
-        f"b.{column.name}::{column.codec.postgres_cast}"
-        if column.codec.postgres_cast
-        else f"b.{column.name}"
-        for column in columns
-    )
+    unnested, values = _unnested(_WRITER.columns, names)
+    skip = "\nON CONFLICT (message_id) DO NOTHING" if if_absent else ""
     return f"""
 WITH lock AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock({_APPEND_LOCK_CLASS}, 'cqrs_messages'::regclass::oid::integer)
+    SELECT {_LOCK}
 ),
 batch AS (
-    SELECT b.* FROM lock, unnest({arrays})
-        WITH ORDINALITY AS b ({names}, ord)
+    SELECT b.* FROM lock, {unnested}
 ),
 openings AS (
     SELECT DISTINCT ON (b.correlation_id) b.ord
@@ -111,13 +122,40 @@ openings AS (
 INSERT INTO cqrs_messages ({names}, opens_correlation)
 SELECT {values}, b.ord IN (SELECT ord FROM openings)
 FROM batch AS b
+ORDER BY b.ord{skip}
+"""  # noqa: S608
+
+
+def _delivery_statement() -> str:
+    """One statement appending deliveries sent as one array per column, in order,
+    under the append lock (taken by the same transaction's record statement
+    before, or here)."""
+    names = ", ".join(_DELIVERY_WRITER.names)
+    unnested, values = _unnested(_DELIVERY_WRITER.columns, names)
+    return f"""
+WITH lock AS MATERIALIZED (SELECT {_LOCK})
+INSERT INTO cqrs_deliveries ({names})
+SELECT {values} FROM lock, {unnested}
 ORDER BY b.ord
 """  # noqa: S608
 
 
+_LOCK: Final = (
+    f"pg_advisory_xact_lock({_APPEND_LOCK_CLASS}, 'cqrs_messages'::regclass::oid::integer)"
+)
 _APPEND: Final = _append_statement()
+_APPEND_IF_ABSENT: Final = _append_statement(if_absent=True)
+_APPEND_DELIVERIES: Final = _delivery_statement()
 _MESSAGE_ID: Final = _WRITER.index("message_id")
 _COUNT_STORED: Final = "SELECT count(*) FROM cqrs_messages WHERE message_id = ANY($1::text[])"
+_DELIVERY_STORED: Final = (
+    "SELECT EXISTS (SELECT 1 FROM cqrs_deliveries WHERE message_id = $1 AND "
+    "consumer_group = $2 AND attempt = $3 AND outcome = $4 AND recorded_at = $5)"
+)
+_DELIVERY_KEY: Final = tuple(
+    _DELIVERY_WRITER.index(name)
+    for name in ("message_id", "consumer_group", "attempt", "outcome", "recorded_at")
+)
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
 # A range of the message_id index, then sorted by position; MATERIALIZED keeps the
 # planner from walking the whole table in position order to skip the sort.
@@ -179,6 +217,13 @@ WITH RECURSIVE effects AS (
 )
 SELECT {select} FROM effects ORDER BY position
 """  # noqa: S608
+        # Deliveries (none in a store older than schema 4: no table to read).
+        self.has_deliveries = version >= DELIVERIES_SINCE
+        self.deliveries = RowReader(POSTGRES, version, DELIVERIES)
+        picked = f"SELECT {self.deliveries.select} FROM cqrs_deliveries"  # noqa: S608
+        self.delivery_feed = f"{picked} WHERE position > $1 ORDER BY position LIMIT $2"
+        self.correlation_deliveries = f"{picked} WHERE correlation_id = $1 ORDER BY position"
+        self.deliveries_of = f"{picked} WHERE message_id = ANY($1::text[]) ORDER BY position"
 
 
 _queries = cache(_Queries)
@@ -186,18 +231,32 @@ _queries = cache(_Queries)
 
 
 class _Append:
-    """One pending :meth:`PostgresStore.append`: its rows and the future it awaits.
+    """One pending :meth:`PostgresStore.append`: its rows (records, received records,
+    deliveries) and the future it awaits.
 
     ``uncertain`` is set when a write of it was interrupted (its task cancelled while
     the statement ran): it may have committed, which the next attempt checks first.
     """
 
-    __slots__ = ("future", "rows", "uncertain")
+    __slots__ = ("deliveries", "future", "received", "rows", "uncertain")
 
-    def __init__(self, rows: list[list[Any]], future: Write) -> None:
+    def __init__(
+        self,
+        rows: list[list[Any]],
+        received: list[list[Any]],
+        deliveries: list[list[Any]],
+        future: Write,
+    ) -> None:
         self.rows = rows
+        self.received = received
+        self.deliveries = deliveries
         self.future = future
         self.uncertain = False
+
+
+def _columns(rows: list[list[Any]]) -> list[list[Any]]:
+    """The rows of a batch as one list per column: the arrays its statement unnests."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -301,30 +360,45 @@ class PostgresStore(MessageStore):
             raise
         return cls(url, pool, read_only=read_only, version=version)
 
-    async def append(self, records: Sequence[MessageRecord]) -> None:
-        """Store ``records`` atomically (see :meth:`MessageStore.append`).
+    async def append(
+        self,
+        records: Sequence[MessageRecord],
+        *,
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> None:
+        """Store ``records`` atomically (see :meth:`MessageStore.append`), with
+        ``received`` and ``deliveries`` in the same transaction.  ``statements`` are
+        refused (:class:`ValueError`): on PostgreSQL, what must commit with the
+        application's writes goes in the application's own transaction.
 
         Appends made while a write is in flight are sent together, in one statement
-        and one transaction, as soon as it completes (group commit); each caller still
-        gets its own result, and one rejected batch does not fail the others.
+        (one per kind of row) and one transaction, as soon as it completes (group
+        commit); each caller still gets its own result, and one rejected batch does
+        not fail the others.
         """
         self._check_open()
         self.check_writable()
-        if not records:
+        self.check_statements(statements)
+        if not (records or received or deliveries):
             return
         try:
             rows = _WRITER.rows(records)
+            received_rows = _WRITER.rows(received) if received else []
+            delivery_rows = _DELIVERY_WRITER.rows(deliveries) if deliveries else []
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(
                 f"cannot encode the batch for PostgreSQL: {exception_message(exc)}"
             ) from exc
         loop = asyncio.get_running_loop()
-        pending = _Append(rows, Write(loop=loop))
+        pending = _Append(rows, received_rows, delivery_rows, Write(loop=loop))
         self._pending.append(pending)
         writer = self._writer
         if writer is None or writer.done() or writer.get_loop() is not loop:
             self._start_writer(loop)
-        await wait_for_write(pending.future, f"{len(records)} record(s) for {self.url}")
+        what = f"{len(records) + len(received)} record(s), {len(deliveries)} deliveries"
+        await wait_for_write(pending.future, f"{what} for {self.url}")
 
     def _start_writer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._writer = loop.create_task(self._write_pending())
@@ -356,20 +430,20 @@ class PostgresStore(MessageStore):
 
     async def _write_group(self, group: list[_Append]) -> None:
         for pending in [p for p in group if p.uncertain]:
-            if await self._stored(pending.rows):  # the interrupted write had committed
+            if await self._stored(pending):  # the interrupted write had committed
                 _settle(pending.future, None)
                 group.remove(pending)
         if not group:
             return
         try:
-            await self._insert([row for pending in group for row in pending.rows])
+            await self._insert(group)
         except StoreWriteError as exc:
             if len(group) == 1:
                 _settle(group[0].future, exc)
                 return
             for pending in group:  # find the culprit; the others are stored alone
                 try:
-                    await self._insert(pending.rows)
+                    await self._insert([pending])
                 except StoreWriteError as single:
                     _settle(pending.future, single)
                 else:
@@ -378,21 +452,38 @@ class PostgresStore(MessageStore):
             for pending in group:
                 _settle(pending.future, None)
 
-    async def _stored(self, rows: list[list[Any]]) -> bool:
-        """Whether every row of a batch is stored (a batch commits whole or not at
-        all; some rows stored means other records with the same ids)."""
-        ids = [row[_MESSAGE_ID] for row in rows]
+    async def _stored(self, pending: _Append) -> bool:
+        """Whether a batch is stored (a batch commits whole or not at all): every one
+        of its records (some stored means other records with the same ids), else its
+        first delivery, else its received records (stored by anyone: they are
+        recorded once, whoever does it)."""
         async with self._pool.acquire() as conn:
-            found = await conn.fetchval(_COUNT_STORED, ids)
-        return bool(found == len(ids))
+            if pending.rows or not pending.deliveries:
+                rows = pending.rows or pending.received
+                ids = [row[_MESSAGE_ID] for row in rows]
+                return bool(await conn.fetchval(_COUNT_STORED, ids) == len(ids))
+            first = pending.deliveries[0]
+            key = [first[index] for index in _DELIVERY_KEY]
+            return bool(await conn.fetchval(_DELIVERY_STORED, *key))
 
-    async def _insert(self, rows: list[list[Any]]) -> None:
+    async def _insert(self, group: list[_Append]) -> None:
         import asyncpg
 
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        rows = [row for pending in group for row in pending.rows]
+        received = [row for pending in group for row in pending.received]
+        deliveries = [row for pending in group for row in pending.deliveries]
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(_APPEND, *columns)
+                if not (received or deliveries):
+                    await conn.execute(_APPEND, *_columns(rows))  # one statement, atomic
+                    return
+                async with conn.transaction():
+                    if received:
+                        await conn.execute(_APPEND_IF_ABSENT, *_columns(received))
+                    if rows:
+                        await conn.execute(_APPEND, *_columns(rows))
+                    if deliveries:
+                        await conn.execute(_APPEND_DELIVERIES, *_columns(deliveries))
         except asyncpg.UniqueViolationError as exc:
             raise StoreWriteError(
                 f"a message of the batch is already stored ({exc.detail or exc})"
@@ -423,6 +514,25 @@ class PostgresStore(MessageStore):
         self._check_open()
         rows = await self._pool.fetch(_IDS_IN_RANGE, str(low), str(high), limit)
         return [UUID(row[0]) for row in rows]
+
+    async def fetch_deliveries_of(self, message_ids: list[str]) -> list[DeliveryRecord]:
+        return await self._fetch_deliveries(self._queries.deliveries_of, message_ids)
+
+    async def deliveries_by_correlation(self, correlation_id: str | UUID) -> list[DeliveryRecord]:
+        return await self._fetch_deliveries(
+            self._queries.correlation_deliveries, id_text(correlation_id)
+        )
+
+    async def fetch_deliveries(self, after: int, limit: int) -> list[DeliveryRecord]:
+        return await self._fetch_deliveries(self._queries.delivery_feed, after, limit)
+
+    async def _fetch_deliveries(self, sql: str, *params: Any) -> list[DeliveryRecord]:
+        self._check_open()
+        queries = self._queries
+        if not queries.has_deliveries:
+            return []
+        delivery = queries.deliveries.record
+        return [delivery(row) for row in await self._pool.fetch(sql, *params)]
 
     async def fetch_records(
         self, after: int, limit: int, where: RecordFilter

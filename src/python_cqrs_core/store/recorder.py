@@ -22,6 +22,31 @@ A task spawned inside a handler (``asyncio.create_task``) inherits the batch; if
 dispatches after the root committed, or is still running then, its records are
 committed on their own when its dispatches end, never dropped.
 
+**Consumed messages.**  When the root dispatch is a message received from a broker
+(a consumer describes the delivery with :func:`~python_cqrs_core.context.consuming`,
+and the message dispatched is the one :func:`~python_cqrs_core.context.current_consumption`
+names), the recorder records the *delivery*:
+
+- the message's record only if the store does not hold it yet (the producer, when it
+  records into the same store, recorded it when it published it; a retry finds the
+  record of the first attempt): never a collision, never a second record.  Recorded
+  here, it is the message *as received*: outcome ``succeeded``, no handlers, the
+  producer's ``service`` if the wire named it; a record's outcome is always that of
+  the dispatch that published the message;
+- a :class:`~python_cqrs_core.store.DeliveryRecord` of this attempt: this service,
+  the transport, destination, group, attempt and delivery id, and how its handlers
+  ended (what a local dispatch keeps in the record's ``handlers`` and ``outcome``),
+
+in the same commit as the records of what its handlers dispatched, which are
+ordinary records.  A retry of the message (same id) records one more delivery.
+
+**Writes of your own** (SQLite).  :meth:`MessageRecorder.attach` adds a SQL statement
+to the commit of the chain running in this context, kept only if the chain's root
+dispatch succeeds (a failed root rolls it back, as an application transaction would;
+its records are still written): the embedded outbox commits its entries and inbox
+marks this way.  :meth:`MessageRecorder.chain` opens a block whose next root dispatch
+takes the statements attached in the block before it started.
+
 **Background writes** (``durability="async"``).  Records are queued and written by a
 task of the running event loop; :meth:`MessageRecorder.flush` and
 :meth:`MessageRecorder.close` wait until the queue is written.  What is still queued
@@ -59,12 +84,13 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from ..context import Consumption, current_consumption
 from ..errors import exception_message
 from ..headers import trace_headers
 from ..mediator import CallNext, Mediator
@@ -76,10 +102,11 @@ from .base import (
     MessageAlreadyRecordedError,
     MessageStore,
     ReadOnlyStoreError,
+    Statement,
     StoreWriteError,
     url_without_password,
 )
-from .records import UNRECORDABLE_PAYLOAD, HandlerOutcome, MessageRecord, redact
+from .records import UNRECORDABLE_PAYLOAD, DeliveryRecord, HandlerOutcome, MessageRecord, redact
 
 __all__ = ["Durability", "MessageRecorder"]
 
@@ -120,20 +147,25 @@ def _recorded_type(cls: type[BaseMessage]) -> _RecordedType:
 
 
 class _Batch:
-    """The records of one root dispatch and everything dispatched inside it."""
+    """The records of one root dispatch and everything dispatched inside it, and the
+    statements attached to it."""
 
-    __slots__ = ("entries", "sealed")
+    __slots__ = ("consumed", "entries", "sealed", "started", "statements")
 
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
         self.sealed = False  # committed (or being committed): late entries write alone
+        self.started = False  # a root dispatch took it (a batch opened by chain())
+        self.consumed = False  # its root is a message received from a broker
+        self.statements: list[Statement] = []
 
 
 class _Entry:
     """One message being dispatched: what becomes its record when it ends."""
 
     __slots__ = (
-        "batch", "failure", "handlers", "id_text", "message", "parent", "record", "start_ns",
+        "batch", "consumption", "delivery", "failure", "handlers", "id_text", "message",
+        "parent", "record", "start_ns",
     )  # fmt: skip
 
     def __init__(self, message: BaseMessage, batch: _Batch, parent: _Entry | None) -> None:
@@ -144,6 +176,8 @@ class _Entry:
         self.failure: HandlerOutcome | None = None  # the first handler that failed
         self.id_text: str | None = None  # str(request_id), once a record needed it
         self.record: MessageRecord | None = None  # built when its dispatch ends
+        self.consumption: Consumption | None = None  # the delivery, for a consumed root
+        self.delivery: DeliveryRecord | None = None  # ... and its record, at its end
         self.start_ns = _perf_ns()
 
     def text_of_id(self) -> str:
@@ -211,10 +245,17 @@ class MessageRecorder:
         self._current: ContextVar[_Entry | None] = ContextVar(
             f"cqrs_recorder_{id(self):x}", default=None
         )
+        # The batch a chain() block opened for its next root dispatch.
+        self._opening: ContextVar[_Batch | None] = ContextVar(
+            f"cqrs_recorder_chain_{id(self):x}", default=None
+        )
         # durability="async": records waiting for a writer, the writer task (of the
         # loop that last queued), what writers are writing now, and failures not yet
         # reported by flush().  See _queue_records.
         self._queue: list[MessageRecord] = []
+        self._queue_received: list[MessageRecord] = []
+        self._queue_deliveries: list[DeliveryRecord] = []
+        self._queue_statements: list[Statement] = []
         self._writer: asyncio.Task[None] | None = None
         self._in_flight = 0
         self._write_errors: list[BaseException] = []
@@ -239,13 +280,77 @@ class MessageRecorder:
         bus.add_handler_middleware(self._observe, kinds=kinds)
         return self
 
+    # -- writes of your own, in the chain's commit ----------------------------------------
+
+    async def attach(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Commit the SQL statement ``sql`` (``?`` placeholders, values in ``params``)
+        with the chain running in this context, in the same transaction as its
+        records, if and only if the chain's root dispatch succeeds.
+
+        - inside a dispatch this recorder records, the statement joins that chain's
+          batch (returns at once; it is written when the root dispatch ends);
+        - inside a :meth:`chain` block before its root dispatch started, it joins
+          the batch that dispatch will commit;
+        - otherwise (no chain, or one already committed: a task that outlived its
+          root) it is committed on its own, now.
+
+        A root dispatch that fails discards its statements, as a rolled-back
+        transaction would (its records are written all the same: they record the
+        failure).  A batch the store refuses takes its statements with it, and the
+        dispatch raises as for any refused batch.  Only a store that runs statements
+        takes them (:attr:`~python_cqrs_core.store.MessageStore.runs_statements`:
+        SQLite); any other raises :class:`TypeError` here::
+
+            async def write(self, message):   # the embedded outbox, inside a handler
+                await recorder.attach(
+                    "INSERT INTO cqrs_outbox (...) VALUES (?, ?, ...)", (message_id, ...))
+        """
+        if not self.store.runs_statements:
+            raise TypeError(
+                f"{type(self.store).__name__} ({self._where}) runs no statements in its "
+                "commits; MessageRecorder.attach needs the SQLite store"
+            )
+        if not isinstance(sql, str):
+            raise TypeError(f"sql must be text, got {type(sql).__name__}")
+        statement = Statement(sql, tuple(params))
+        entry = self._current.get()
+        batch = None if entry is None else entry.batch
+        if batch is None or batch.sealed:
+            batch = self._opening.get()
+        if batch is not None and not batch.sealed:
+            batch.statements.append(statement)
+            return
+        if self._closed:
+            raise RuntimeError("this MessageRecorder is closed")
+        await self._write([], None, statements=[statement])
+
+    @contextlib.contextmanager
+    def chain(self) -> Iterator[None]:
+        """A block whose first root dispatch commits, with its records, the statements
+        attached (:meth:`attach`) in the block *before* it started: what a consumer's
+        unit of work marks in its inbox before it dispatches the message it received::
+
+            with recorder.chain():
+                await recorder.attach(MARK_HANDLED, (group, message_id, now))
+                await bus.process(message)     # the mark commits with this chain
+
+        If the block ends without a root dispatch (a duplicate, an error before it),
+        what was attached is dropped: nothing of it is written.  Later root
+        dispatches in the block are chains of their own, as anywhere.
+        """
+        token = self._opening.set(_Batch())
+        try:
+            yield
+        finally:
+            self._opening.reset(token)
+
     # -- the middleware ---------------------------------------------------------------
 
     async def _record(self, message: BaseMessage, call_next: CallNext) -> Any:
         if self._closed:
             raise RuntimeError("this MessageRecorder is closed")
         seen = self._recorded.get(message.request_id.int)
-        if seen is not None and seen() is not None:
+        if seen is not None and seen() is not None and _consumed(message) is None:
             raise MessageAlreadyRecordedError(
                 f"{type(message).__name__} {message.request_id} was already dispatched and "
                 "recorded; a message is recorded once, so dispatching it again would run "
@@ -255,8 +360,17 @@ class MessageRecorder:
         current = self._current
         parent = current.get()
         root = parent is None or parent.batch.sealed
-        batch = _Batch() if root else parent.batch  # type: ignore[union-attr]
+        if root:
+            batch = self._opening.get() or _Batch()
+            if batch.started:  # the block's batch went to an earlier root dispatch
+                batch = _Batch()
+            batch.started = True
+        else:
+            batch = parent.batch  # type: ignore[union-attr]
         entry = _Entry(message, batch, parent)
+        if root and (consumption := _consumed(message)) is not None:
+            entry.consumption = consumption
+            batch.consumed = True
         batch.entries.append(entry)
         token = current.set(entry)
         try:
@@ -311,6 +425,8 @@ class MessageRecorder:
             error_type, error_message = type(error).__name__, exception_message(error)
         else:
             error_type = error_message = None
+        duration = (_perf_ns() - entry.start_ns) / 1e6
+        recorded_at = _now(UTC)
         request_id = message.request_id
         # The texts of the ids, each worked out once per chain: the correlation id
         # is normally the root's request_id, the causation id the parent's.
@@ -329,6 +445,48 @@ class MessageRecorder:
             causation_text = str(causation)
         recorded = _recorded_type(type(message))
         redacted = self.redact_pii and bool(recorded.pii)
+        consumption = entry.consumption
+        if consumption is not None:
+            # A consumed message: how its handlers ended is this delivery's; its record
+            # (stored only if absent) is the message as it was received.
+            entry.delivery = DeliveryRecord(
+                request_id,
+                recorded.name,
+                correlation_text,
+                self.service,
+                consumption.transport,
+                consumption.destination,
+                consumption.group,
+                consumption.attempt,
+                consumption.delivery_id,
+                "failed" if error_type is not None else "succeeded",
+                tuple(entry.handlers),
+                error_type,
+                error_message,
+                duration,
+                recorded_at,
+            )
+            return MessageRecord(
+                request_id,
+                message.message_kind,
+                recorded.name,
+                correlation_text,
+                causation_text,
+                message.requested_by,
+                message.requested_at,
+                recorded_at,
+                self._payload(message, recorded, redacted),
+                "succeeded",
+                (),
+                None,
+                None,
+                None,
+                trace_headers(),
+                None,
+                consumption.service,
+                recorded.pii,
+                redacted,
+            )
         return MessageRecord(
             request_id,
             message.message_kind,
@@ -337,13 +495,13 @@ class MessageRecorder:
             causation_text,
             message.requested_by,
             message.requested_at,
-            _now(UTC),
+            recorded_at,
             self._payload(message, recorded, redacted),
             "failed" if error_type is not None else "succeeded",
             tuple(entry.handlers),
             error_type,
             error_message,
-            (_perf_ns() - entry.start_ns) / 1e6,
+            duration,
             trace_headers(),
             None,
             self.service,
@@ -380,11 +538,27 @@ class MessageRecorder:
         # An entry still running (in a task that outlived the root) commits on its own
         # when it ends.
         done = [entry for entry in entries if entry.record is not None]
-        records = [entry.record for entry in done]
         for entry in done:  # let the chain go as soon as it is written (no cycles)
             entry.parent = None
-        if await self._write(records, error):  # type: ignore[arg-type]
-            self._remember([entry.message for entry in done])
+        # Statements attached to the chain commit only if its root dispatch succeeded.
+        statements = batch.statements if error is None else ()
+        if not batch.consumed:
+            records: list[MessageRecord] = [entry.record for entry in done]  # type: ignore[misc]
+            if await self._write(records, error, statements=statements):
+                self._remember([entry.message for entry in done])
+            return
+        # The root is a consumed message: its record if absent, and its delivery.
+        received = [entry for entry in done if entry.delivery is not None]
+        others = [entry for entry in done if entry.delivery is None]
+        written = await self._write(
+            [entry.record for entry in others],  # type: ignore[misc]
+            error,
+            received=[entry.record for entry in received],  # type: ignore[misc]
+            deliveries=[entry.delivery for entry in received],  # type: ignore[misc]
+            statements=statements,
+        )
+        if written:  # a consumed message may come again (a retry): never remembered
+            self._remember([entry.message for entry in others])
 
     async def _commit_late(self, entry: _Entry, error: BaseException | None) -> None:
         entry.parent = None
@@ -401,15 +575,28 @@ class MessageRecorder:
             self._recorded = alive
             self._forget_at = max(_FORGET_AT_LEAST, 2 * len(alive))
 
-    async def _write(self, records: list[MessageRecord], error: BaseException | None) -> bool:
+    async def _write(
+        self,
+        records: list[MessageRecord],
+        error: BaseException | None,
+        *,
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> bool:
         """Write (or queue) the records; False when the store refused them."""
         if self.durability == "async":
-            self._queue_records(records)
+            self._queue_records(records, received, deliveries, statements)
             return True
         try:
-            await self.store.append(records)
+            if received or deliveries or statements:
+                await self.store.append(
+                    records, received=received, deliveries=deliveries, statements=statements
+                )
+            else:
+                await self.store.append(records)
         except Exception as store_error:  # noqa: BLE001 - raised or noted, see _report_loss
-            self._report_loss(records, store_error, error)
+            self._report_loss([*received, *records], store_error, error, len(statements))
             return False
         return True
 
@@ -418,15 +605,17 @@ class MessageRecorder:
         records: Sequence[MessageRecord],
         store_error: BaseException,
         handler_error: BaseException | None,
+        statements: int = 0,
     ) -> None:
         """Make a failed write loud: raise StoreWriteError, or annotate the handler's
         own exception (which the caller then receives unchanged)."""
         what = ", ".join(f"{r.message_type} {r.message_id}" for r in records[:5])
         if len(records) > 5:
             what += f" and {len(records) - 5} more"
+        attached = f" and {statements} attached statement(s)" if statements else ""
         text = (
             f"the message store {self._where} could not record {len(records)} "
-            f"message(s) ({what}): {type(store_error).__name__}: "
+            f"message(s) ({what}){attached}: {type(store_error).__name__}: "
             f"{exception_message(store_error)}"
         )
         logger.error("%s", text, exc_info=store_error)
@@ -437,8 +626,18 @@ class MessageRecorder:
 
     # -- durability="async" ---------------------------------------------------------------
 
-    def _queue_records(self, records: list[MessageRecord]) -> None:
+    def _queue_records(
+        self,
+        records: list[MessageRecord],
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> None:
         self._queue.extend(records)
+        if received or deliveries or statements:
+            self._queue_received.extend(received)
+            self._queue_deliveries.extend(deliveries)
+            self._queue_statements.extend(statements)
         loop = asyncio.get_running_loop()
         writer = self._writer
         if writer is None or writer.done() or writer.get_loop() is not loop:
@@ -453,17 +652,34 @@ class MessageRecorder:
         _unwritten.add(self)
 
     async def _write_queue(self) -> None:
-        while self._queue:
+        while (
+            self._queue
+            or self._queue_received
+            or self._queue_deliveries
+            or (self._queue_statements)
+        ):
             records, self._queue = self._queue, []
-            self._in_flight += len(records)
+            received, self._queue_received = self._queue_received, []
+            deliveries, self._queue_deliveries = self._queue_deliveries, []
+            statements, self._queue_statements = self._queue_statements, []
+            count = len(records) + len(received) + len(deliveries) + len(statements)
+            self._in_flight += count
             try:
-                await self.store.append(records)
+                if received or deliveries or statements:
+                    await self.store.append(
+                        records, received=received, deliveries=deliveries, statements=statements
+                    )
+                else:
+                    await self.store.append(records)
             except Exception as exc:  # kept for flush(), logged now
                 self._write_errors.append(exc)
                 logger.error(
-                    "the message store %s could not record %d message(s) in the background: %s: %s",
+                    "the message store %s could not record %d message(s), %d deliveries "
+                    "and %d statement(s) in the background: %s: %s",
                     self._where,
-                    len(records),
+                    len(records) + len(received),
+                    len(deliveries),
+                    len(statements),
                     type(exc).__name__,
                     exception_message(exc),
                     exc_info=exc,
@@ -471,7 +687,7 @@ class MessageRecorder:
             finally:
                 # Written, refused (reported), or, when the loop is shutting down and
                 # cancels this task, written before the store let the cancel through.
-                self._in_flight -= len(records)
+                self._in_flight -= count
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Make the shutdown of ``loop`` write what is still queued.
@@ -497,7 +713,7 @@ class MessageRecorder:
     async def _drain(self) -> None:
         """Write everything queued, from the running loop (whatever started it)."""
         loop = asyncio.get_running_loop()
-        while self._queue or _writing_on(self._writer, loop):
+        while self._queued() or _writing_on(self._writer, loop):
             writer = self._writer
             if writer is None or writer.done() or writer.get_loop() is not loop:
                 self._start_writer(loop)
@@ -534,9 +750,18 @@ class MessageRecorder:
             self._closed = True
             _unwritten.discard(self)
 
+    def _queued(self) -> int:
+        """Records, deliveries and statements waiting for the background writer."""
+        return (
+            len(self._queue)
+            + len(self._queue_received)
+            + len(self._queue_deliveries)
+            + len(self._queue_statements)
+        )
+
     def _unwritten(self) -> int:
         """Records queued or being written (for the report at exit)."""
-        return len(self._queue) + self._in_flight
+        return self._queued() + self._in_flight
 
     def _write_at_exit(self) -> None:
         """At the exit of the process: write what is left, on the loop that queued it
@@ -575,6 +800,15 @@ _unwritten: weakref.WeakSet[MessageRecorder] = weakref.WeakSet()
 def _write_everything_at_exit() -> None:
     for recorder in list(_unwritten):
         recorder._write_at_exit()
+
+
+def _consumed(message: BaseMessage) -> Consumption | None:
+    """The delivery of ``message`` being handled in this context, if it is one: a
+    consumer's :func:`~python_cqrs_core.context.consuming` names this very message."""
+    consumption = current_consumption()
+    if consumption is None or consumption.message_id != message.request_id:
+        return None
+    return consumption
 
 
 def _writing_on(writer: asyncio.Task[None] | None, loop: asyncio.AbstractEventLoop) -> bool:

@@ -56,6 +56,8 @@ from ..validation import validate_correlation_id
 __all__ = [
     "UNRECORDABLE_PAYLOAD",
     "CausationNode",
+    "DeliveryOutcome",
+    "DeliveryRecord",
     "HandlerOutcome",
     "MessageRecord",
     "Outcome",
@@ -64,15 +66,21 @@ __all__ = [
     "escape_json",
     "escape_text",
     "escaped",
+    "escaped_delivery",
+    "failing_deliveries",
     "id_prefix_bounds",
     "id_text",
     "order_chain",
     "redact",
     "storable",
+    "storable_delivery",
 ]
 
 Outcome = Literal["succeeded", "failed"]
 _OUTCOMES: frozenset[str] = frozenset(("succeeded", "failed"))
+DeliveryOutcome = Literal["succeeded", "failed", "dead_lettered", "replayed"]
+"""How one delivery of a message to a consumer group ended (see :class:`DeliveryRecord`)."""
+_DELIVERY_OUTCOMES: frozenset[str] = frozenset(("succeeded", "failed", "dead_lettered", "replayed"))
 _KINDS: frozenset[str] = frozenset(("command", "query", "event"))
 _TRACING_FIELD_SET = frozenset(TRACING_FIELDS)
 
@@ -397,6 +405,162 @@ def _datetime(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery of a message to a consumer group, and how it ended.
+
+    A message published by one service and consumed by others has one
+    :class:`MessageRecord` (what was sent) and one delivery record per attempt of each
+    consuming group (what became of it there).  The
+    :class:`~python_cqrs_core.store.MessageRecorder` of a consuming service writes one
+    for every dispatch of a consumed message, with the outcomes of its handlers, in
+    the commit of the chain that dispatch starts; a consumer's dead letters
+    (:class:`~python_cqrs_core.store.DeliveryRecorder`) and an operator's replays are
+    delivery records too.
+
+    - ``message_id``, ``message_type``, ``correlation_id``: the message delivered
+      (``message_type`` is ``None`` when a dead-lettered message did not say);
+    - ``service``: the service that consumed it (or replayed it), as its recorder
+      names itself;
+    - ``transport``, ``destination``, ``group``, ``delivery_id``: where it came
+      from: the transport's name (``"redis"``), the stream, queue or subject, the
+      consumer group, and the broker's id of this delivery (never a causation id);
+    - ``attempt``: 1 for the first delivery to the group, then 2, 3...;
+    - ``outcome``: ``"succeeded"`` or ``"failed"`` (the handlers ran),
+      ``"dead_lettered"`` (the group gave up on it) or ``"replayed"`` (an operator
+      handed a dead letter back to the group);
+    - ``handlers``, ``error_type``, ``error_message``, ``duration_ms``: as in a
+      :class:`MessageRecord`, for this attempt; for a dead letter or a replay,
+      ``error_message`` is the reason it was dead-lettered;
+    - ``requested_by``: who asked for this delivery: the operator of a replay,
+      ``None`` for the broker's own deliveries;
+    - ``position``: the order deliveries were recorded in, assigned by the store;
+    - ``escaped_fields``: as in a :class:`MessageRecord`.
+
+    >>> from datetime import UTC, datetime
+    >>> delivery = DeliveryRecord(
+    ...     UUID(int=7), "orders.OrderPlaced", "op-1", "inventory", "redis",
+    ...     "orders.events", "inventory", 2, "1712-0", "failed", (), "TimeoutError",
+    ...     "the warehouse did not answer", 12.5, datetime(2026, 1, 1, tzinfo=UTC))
+    >>> delivery.failed, delivery.to_dict()["group"]
+    (True, 'inventory')
+    """
+
+    message_id: UUID
+    message_type: str | None
+    correlation_id: str
+    service: str | None
+    transport: str
+    destination: str
+    group: str
+    attempt: int
+    delivery_id: str | None
+    outcome: DeliveryOutcome
+    handlers: tuple[HandlerOutcome, ...]
+    error_type: str | None
+    error_message: str | None
+    duration_ms: float | None
+    recorded_at: datetime
+    requested_by: str | None = None
+    position: int | None = None
+    escaped_fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.outcome not in _DELIVERY_OUTCOMES:
+            raise ValueError(
+                "outcome must be 'succeeded', 'failed', 'dead_lettered' or 'replayed', "
+                f"got {self.outcome!r}"
+            )
+        attempt = self.attempt
+        if type(attempt) is not int or attempt < 1:
+            raise ValueError(f"attempt must be a whole number >= 1, got {attempt!r}")
+
+    @property
+    def failed(self) -> bool:
+        """True when the group did not handle the message on this delivery: it failed
+        or was dead-lettered."""
+        return self.outcome == "failed" or self.outcome == "dead_lettered"
+
+    @property
+    def handler(self) -> str | None:
+        """The handler names joined with ``", "``, or ``None`` when none ran."""
+        return ", ".join(h.handler for h in self.handlers) or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ids and datetimes as strings."""
+        return {
+            "message_id": str(self.message_id),
+            "message_type": self.message_type,
+            "correlation_id": self.correlation_id,
+            "service": self.service,
+            "transport": self.transport,
+            "destination": self.destination,
+            "group": self.group,
+            "attempt": self.attempt,
+            "delivery_id": self.delivery_id,
+            "outcome": self.outcome,
+            "handlers": [h.to_dict() for h in self.handlers],
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "duration_ms": self.duration_ms,
+            "recorded_at": self.recorded_at.isoformat(),
+            "requested_by": self.requested_by,
+            "position": self.position,
+            "escaped_fields": list(self.escaped_fields),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryRecord:
+        """Rebuild a delivery record from :meth:`to_dict` output."""
+        duration = data.get("duration_ms")
+        position = data.get("position")
+        delivery_id = data.get("delivery_id")
+        return cls(
+            message_id=UUID(str(data["message_id"])),
+            message_type=data.get("message_type"),
+            correlation_id=str(data["correlation_id"]),
+            service=data.get("service"),
+            transport=str(data["transport"]),
+            destination=str(data["destination"]),
+            group=str(data["group"]),
+            attempt=int(data["attempt"]),
+            delivery_id=None if delivery_id is None else str(delivery_id),
+            outcome=data["outcome"],
+            handlers=tuple(HandlerOutcome.from_dict(h) for h in data.get("handlers") or ()),
+            error_type=data.get("error_type"),
+            error_message=data.get("error_message"),
+            duration_ms=None if duration is None else float(duration),
+            recorded_at=_datetime(data["recorded_at"]),
+            requested_by=data.get("requested_by"),
+            position=None if position is None else int(position),
+            escaped_fields=tuple(str(name) for name in data.get("escaped_fields") or ()),
+        )
+
+
+def failing_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
+    """The deliveries that leave their message unhandled by their group: for each
+    message and group, the latest delivery (the deliveries are given in recorded
+    order), when it failed or was dead-lettered.
+
+    A message that failed twice and then succeeded is handled: its failed attempts
+    stay in the tree, but are no failure of the operation.  A dead letter stays one
+    until a later delivery of the message to its group (a replay) is recorded.
+
+    >>> from datetime import UTC, datetime
+    >>> def attempt(n, outcome):
+    ...     return DeliveryRecord(UUID(int=1), None, "op", None, "memory", "orders", "billing",
+    ...                           n, None, outcome, (), None, None, None, datetime.now(UTC))
+    >>> len(failing_deliveries([attempt(1, "failed"), attempt(2, "succeeded")]))
+    0
+    >>> [d.outcome for d in failing_deliveries([attempt(1, "failed"), attempt(1, "dead_lettered")])]
+    ['dead_lettered']
+    """
+    latest: dict[tuple[int, str], DeliveryRecord] = {}
+    for delivery in deliveries:
+        latest[delivery.message_id.int, delivery.group] = delivery
+    return [delivery for delivery in latest.values() if delivery.failed]
+
+
 @dataclass(slots=True)
 class CausationNode:
     """One message in a causation tree, with the messages it caused.
@@ -405,11 +569,17 @@ class CausationNode:
     has a ``causation_id``: its parent is not in the store (not recorded, recorded
     under another correlation id, or lost), or the stored links form a cycle and
     the tree had to be cut there.
+
+    ``deliveries`` are the deliveries of the message to consumer groups, in recorded
+    order (``[]`` for a message no other service consumed): where, by which service,
+    at which attempt, and how each ended.  A node's ``record.service`` is the service
+    that dispatched the message; each delivery's ``service`` one that consumed it.
     """
 
     record: MessageRecord
     children: list[CausationNode] = field(default_factory=list)
     orphan: bool = False
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
 
     def walk(self) -> Iterator[tuple[int, CausationNode]]:
         """Yield ``(depth, node)`` depth-first, this node first at depth 0, children
@@ -426,20 +596,24 @@ class CausationNode:
         return sum(1 for _ in self.walk())
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready nested dict: the record's fields plus ``orphan`` and
-        ``children`` (built without recursion, so any depth is fine)."""
+        """A JSON-ready nested dict: the record's fields plus ``orphan``,
+        ``deliveries`` (each :meth:`DeliveryRecord.to_dict`) and ``children`` (built
+        without recursion, so any depth is fine)."""
         root: dict[str, Any] = {}
         stack: list[tuple[CausationNode, dict[str, Any]]] = [(self, root)]
         while stack:
             node, out = stack.pop()
             out.update(node.record.to_dict())
             out["orphan"] = node.orphan
+            out["deliveries"] = [delivery.to_dict() for delivery in node.deliveries]
             out["children"] = [{} for _ in node.children]
             stack.extend(zip(node.children, out["children"], strict=True))
         return root
 
 
-def assemble_trees(records: Iterable[MessageRecord]) -> list[CausationNode]:
+def assemble_trees(
+    records: Iterable[MessageRecord], deliveries: Iterable[DeliveryRecord] = ()
+) -> list[CausationNode]:
     """Link records into causation trees: one tree per root, in recorded order.
 
     ``records`` are the records of one correlation id in recorded order.  A record
@@ -449,11 +623,21 @@ def assemble_trees(records: Iterable[MessageRecord]) -> list[CausationNode]:
     data) would have no root: the earliest of them becomes an orphan root and its
     link into the cycle is dropped.  Every record appears in
     exactly one tree, once; nothing is silently left out.
+
+    ``deliveries`` (of the same correlation id, in recorded order) go to the node of
+    their message (``CausationNode.deliveries``).  A delivery of a message that has
+    no record among ``records`` (a message dead-lettered undecoded, whose producer
+    records into another store) belongs to no node: it is still listed by
+    :meth:`~python_cqrs_core.store.MessageStore.deliveries_by_correlation`.
     """
     ordered = list(records)
     nodes: dict[str, CausationNode] = {}
     for record in ordered:
         nodes.setdefault(str(record.message_id), CausationNode(record))
+    for delivery in deliveries:
+        holder = nodes.get(str(delivery.message_id))
+        if holder is not None:
+            holder.deliveries.append(delivery)
     roots: list[CausationNode] = []
     for node in nodes.values():
         cause = node.record.causation_id
@@ -649,6 +833,60 @@ def _fine_handler(outcome: HandlerOutcome) -> bool:
         and (outcome.error_type is None or _fine_text(outcome.error_type))
         and (outcome.error_message is None or _fine_text(outcome.error_message))
     )
+
+
+_DELIVERY_TEXT_FIELDS = ("message_type", "correlation_id", "service", "transport", "destination",
+                         "group", "delivery_id", "error_type", "error_message",
+                         "requested_by")  # fmt: skip
+
+
+def escaped_delivery(delivery: DeliveryRecord) -> DeliveryRecord:
+    r"""``delivery`` as every store holds it: escaped as :func:`escaped` escapes a
+    record (text with NUL characters or lone surrogates, durations that are not
+    finite), with ``escaped_fields`` naming what changed; the same delivery when
+    nothing needs it.
+
+    >>> from datetime import UTC, datetime
+    >>> bad = DeliveryRecord(UUID(int=1), None, "op-1", None, "memory", "orders\x00",
+    ...                      "billing", 1, None, "failed", (), "KeyError", "caf\udce9",
+    ...                      float("nan"), datetime(2026, 1, 1, tzinfo=UTC))
+    >>> stored = escaped_delivery(bad)
+    >>> print(stored.destination, stored.error_message, stored.duration_ms)
+    orders\u0000 caf\udce9 None
+    >>> stored.escaped_fields
+    ('destination', 'duration_ms', 'error_message')
+    """
+    changes: dict[str, Any] = {}
+    for name in _DELIVERY_TEXT_FIELDS:
+        text = getattr(delivery, name)
+        if text is not None and not _fine_text(text):
+            changes[name] = escape_text(text)
+    duration = delivery.duration_ms
+    if duration is not None and not isfinite(duration):
+        changes["duration_ms"] = None
+    if not all(map(_fine_handler, delivery.handlers)):
+        changes["handlers"] = tuple(_escaped_handler(outcome) for outcome in delivery.handlers)
+    if not changes:
+        return delivery
+    names = sorted({*delivery.escaped_fields, *changes})
+    return dataclasses.replace(delivery, **changes, escaped_fields=tuple(names))
+
+
+def storable_delivery(delivery: DeliveryRecord) -> DeliveryRecord:
+    """:func:`escaped_delivery`, with a quick test first: the delivery itself when
+    nothing in it needs escaping (what the memory store calls on every append)."""
+    texts = "".join(
+        text for name in _DELIVERY_TEXT_FIELDS if (text := getattr(delivery, name)) is not None
+    )
+    duration = delivery.duration_ms
+    if (
+        texts.isascii()
+        and "\x00" not in texts
+        and (duration is None or isfinite(duration))
+        and all(map(_fine_handler, delivery.handlers))
+    ):
+        return delivery
+    return escaped_delivery(delivery)
 
 
 def storable(record: MessageRecord) -> MessageRecord:

@@ -30,12 +30,22 @@ from uuid import UUID
 
 from .columns import COLUMNS, POSTGRES, SQLITE, TIME, Dialect
 from .feed import CorrelationSummary, RecordFilter
+from .migrations import DELIVERIES_SINCE
 
-__all__ = ["feed_query", "summaries_query", "summary_from_row"]
+__all__ = ["FAILING_DELIVERY", "feed_query", "summaries_query", "summary_from_row"]
 
 _SINCE: Final = {column.name: column.since for column in COLUMNS}
 # Filters compared for equality, in the order they are written into the SQL.
 _EQUALITY: Final = ("requested_by", "message_type", "kind", "service")
+
+FAILING_DELIVERY: Final = (
+    "d.outcome IN ('failed', 'dead_lettered') AND NOT EXISTS (SELECT 1 FROM cqrs_deliveries "
+    "AS l WHERE l.message_id = d.message_id AND l.consumer_group = d.consumer_group "
+    "AND l.position > d.position)"
+)
+"""The condition on a delivery ``d`` that leaves its message unhandled by its group:
+it failed or was dead-lettered, and no later delivery of the message to the group was
+recorded (:func:`~python_cqrs_core.store.records.failing_deliveries`, in SQL)."""
 
 
 class _Parameters:
@@ -109,18 +119,25 @@ def summaries_query(
 
     The newest ``limit`` records that open a correlation and meet the filters are
     found first (the partial index of openings, or a filter's index); only their
-    correlations' records are then counted, through the correlation index.
+    correlations' records are then counted, through the correlation index, and their
+    failing deliveries (schema 4 on) through the deliveries' correlation index.
     """
     parameter = _Parameters(dialect)
     opening = "o.opens_correlation = 1" if dialect == SQLITE else "o.opens_correlation"
     conditions = [opening, *_conditions(where, version, parameter, "o.")]
     if before is not None:
         conditions.append(f"o.position < {parameter(before)}")
+    deliveries = version >= DELIVERIES_SINCE
     if where.outcome is not None:
         failures = (
             "EXISTS (SELECT 1 FROM cqrs_messages AS f "
             "WHERE f.correlation_id = o.correlation_id AND f.outcome = 'failed')"
         )
+        if deliveries:
+            failures = (
+                f"({failures} OR EXISTS (SELECT 1 FROM cqrs_deliveries AS d "  # noqa: S608
+                f"WHERE d.correlation_id = o.correlation_id AND {FAILING_DELIVERY}))"
+            )
         conditions.append(failures if where.outcome == "failed" else f"NOT {failures}")
     if dialect == POSTGRES:
         # Two transactions opening one correlation at the same moment may both flag
@@ -135,6 +152,12 @@ def summaries_query(
         if dialect == SQLITE
         else "count(*) FILTER (WHERE m.outcome = 'failed')"
     )
+    failing = (
+        "(SELECT count(*) FROM cqrs_deliveries AS d "  # noqa: S608
+        f"WHERE d.correlation_id = o.correlation_id AND {FAILING_DELIVERY})"
+        if deliveries
+        else "0"
+    )
     sql = f"""
 WITH openings AS (
     SELECT o.position, o.message_id, o.correlation_id, o.message_type, o.requested_by,
@@ -144,7 +167,7 @@ WITH openings AS (
     ORDER BY o.position DESC LIMIT {parameter(limit)}
 )
 SELECT o.position, o.message_id, o.correlation_id, o.message_type, o.requested_by, o.service,
-    count(*), {failed}, min(m.recorded_at), max(m.recorded_at)
+    count(*), {failed}, min(m.recorded_at), max(m.recorded_at), {failing}
 FROM openings AS o JOIN cqrs_messages AS m ON m.correlation_id = o.correlation_id
 GROUP BY o.position, o.message_id, o.correlation_id, o.message_type, o.requested_by, o.service
 ORDER BY o.position DESC
@@ -155,7 +178,7 @@ ORDER BY o.position DESC
 def summary_from_row(row: Sequence[Any], dialect: Dialect) -> CorrelationSummary:
     """One row of :func:`summaries_query` as a summary."""
     decode = TIME.decoder(dialect) or (lambda moment: moment)
-    failed = int(row[7])
+    failed = int(row[7]) + int(row[10])
     return CorrelationSummary(
         correlation_id=row[2],
         root_message_id=UUID(row[1]),

@@ -64,6 +64,7 @@ from ..errors import exception_message
 from ..names import STORE_LOGGER
 from .base import (
     MessageStore,
+    Statement,
     StoreOpenError,
     StoreWriteError,
     Write,
@@ -71,10 +72,23 @@ from .base import (
     url_without_password,
     wait_for_write,
 )
-from .columns import SQLITE, RowReader, RowWriter
+from .columns import DELIVERIES, SQLITE, RowReader, RowWriter
 from .feed import CorrelationSummary, RecordFilter
-from .migrations import LATEST_VERSION, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, check_known
-from .records import MessageRecord, id_text, order_chain
+from .migrations import (
+    DELIVERIES_SINCE,
+    LATEST_VERSION,
+    SCHEMA_VERSION_TABLE,
+    SQLITE_MIGRATIONS,
+    check_known,
+)
+from .records import (
+    CausationNode,
+    DeliveryRecord,
+    MessageRecord,
+    assemble_trees,
+    id_text,
+    order_chain,
+)
 from .sql import feed_query, summaries_query, summary_from_row
 
 __all__ = ["SQLiteStore", "Synchronous"]
@@ -85,24 +99,33 @@ Synchronous = Literal["normal", "full"]
 _T = TypeVar("_T")
 
 _WRITER: Final = RowWriter(SQLITE)
+_DELIVERY_WRITER: Final = RowWriter(SQLITE, DELIVERIES)
 
 
-def _insert_statement() -> str:
+def _insert_statement(*, if_absent: bool = False) -> str:
     """The ``INSERT`` of one row, which also decides the store's own flag: a record
     opens its correlation when no record of it is stored yet.  The rows of a batch
     are inserted one after the other in one transaction, under the write lock, so
-    the second record of a new correlation already sees the first."""
+    the second record of a new correlation already sees the first.  ``if_absent``:
+    a row whose message id is stored already is skipped (a received record)."""
     names = ", ".join(_WRITER.names)
     values = ", ".join(f"?{n}" for n in range(1, len(_WRITER.names) + 1))
     correlation = _WRITER.index("correlation_id") + 1
+    skip = " ON CONFLICT (message_id) DO NOTHING" if if_absent else ""
     return (
         f"INSERT INTO cqrs_messages ({names}, opens_correlation) VALUES ({values}, "  # noqa: S608
-        f"NOT EXISTS (SELECT 1 FROM cqrs_messages WHERE correlation_id = ?{correlation}))"
+        f"NOT EXISTS (SELECT 1 FROM cqrs_messages WHERE correlation_id = ?{correlation})){skip}"
     )
 
 
 _INSERT: Final = _insert_statement()
+_INSERT_IF_ABSENT: Final = _insert_statement(if_absent=True)
+_INSERT_DELIVERY: Final = (
+    f"INSERT INTO cqrs_deliveries ({', '.join(_DELIVERY_WRITER.names)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_DELIVERY_WRITER.names))})"
+)
 _LAST_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM cqrs_messages"
+_IDS_PER_QUERY: Final = 500  # message ids per "IN (...)" (SQLite caps the parameters)
 # A range of the message_id index, then sorted by position: "+position" keeps SQLite
 # from walking the whole table in position order instead (it has no statistics to
 # tell it that the range is small).
@@ -145,12 +168,29 @@ WHERE message_id IN (SELECT message_id FROM effects) AND message_id <> ?
 ORDER BY position
 """  # noqa: S608
 
+        # Deliveries (none in a store older than schema 4: no table to read).
+        self.has_deliveries = version >= DELIVERIES_SINCE
+        self.deliveries = RowReader(SQLITE, version, DELIVERIES)
+        picked = f"SELECT {self.deliveries.select} FROM cqrs_deliveries"  # noqa: S608
+        self.delivery_feed = f"{picked} WHERE position > ? ORDER BY position LIMIT ?"
+        self.correlation_deliveries = f"{picked} WHERE correlation_id = ? ORDER BY position"
+        self.deliveries_of = picked + " WHERE message_id IN ({}) ORDER BY position"
+
     def fetch(
         self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
     ) -> list[MessageRecord]:
         """The records of the rows ``sql`` selects."""
         record = self.reader.record
         return [record(row) for row in conn.execute(sql, params).fetchall()]
+
+    def fetch_deliveries(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[DeliveryRecord]:
+        """The deliveries of the rows ``sql`` selects (``[]`` before schema 4)."""
+        if not self.has_deliveries:
+            return []
+        delivery = self.deliveries.record
+        return [delivery(row) for row in conn.execute(sql, params).fetchall()]
 
 
 _queries = cache(_Queries)
@@ -245,19 +285,39 @@ def _migrate(conn: sqlite3.Connection, where: str) -> int:
     return current
 
 
+class _Extras:
+    """What an append carries besides its records (see :meth:`SQLiteStore.append`):
+    rows of received records, rows of deliveries, and statements."""
+
+    __slots__ = ("deliveries", "received", "statements")
+
+    def __init__(
+        self,
+        received: Sequence[MessageRecord],
+        deliveries: Sequence[DeliveryRecord],
+        statements: Sequence[Statement],
+    ) -> None:
+        self.received = _WRITER.rows(received) if received else []
+        self.deliveries = _DELIVERY_WRITER.rows(deliveries) if deliveries else []
+        self.statements = statements
+
+
 class _Job:
     """One :meth:`SQLiteStore.append`: its rows (converted by the caller, so that the
-    writer thread spends its time in SQLite) and the future its coroutine awaits."""
+    writer thread spends its time in SQLite), what else it writes, and the future its
+    coroutine awaits."""
 
-    __slots__ = ("future", "loop", "rows")
+    __slots__ = ("extras", "future", "loop", "rows")
 
     def __init__(
         self,
         records: Sequence[MessageRecord],
+        extras: _Extras | None,
         future: Write,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.rows = _WRITER.rows(records)
+        self.extras = extras
         self.future = future
         self.loop = loop
 
@@ -367,12 +427,17 @@ class _Writer(threading.Thread):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         conn = self.conn
-        rows = jobs[0].rows if len(jobs) == 1 else [row for job in jobs for row in job.rows]
-        # One statement for the whole drain: the writer thread holds the GIL only to
-        # bind each row's values, and SQLite (without the GIL) does the rest.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT, rows)
+            if all(job.extras is None for job in jobs):
+                # One statement for the whole drain: the writer thread holds the GIL
+                # only to bind each row's values, and SQLite (without the GIL) does the
+                # rest.
+                rows = jobs[0].rows if len(jobs) == 1 else [r for job in jobs for r in job.rows]
+                conn.executemany(_INSERT, rows)
+            else:
+                for job in jobs:
+                    _write_job(conn, job)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -389,6 +454,23 @@ class _Writer(threading.Thread):
                 loop.call_soon_threadsafe(_settle, futures, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.debug("event loop closed before a store write was acknowledged")
+
+
+def _write_job(conn: sqlite3.Connection, job: _Job) -> None:
+    """Write one job inside the writer's transaction: its received records (if
+    absent), its records, its deliveries, then its statements."""
+    extras = job.extras
+    if extras is None:
+        conn.executemany(_INSERT, job.rows)
+        return
+    if extras.received:
+        conn.executemany(_INSERT_IF_ABSENT, extras.received)
+    if job.rows:
+        conn.executemany(_INSERT, job.rows)
+    if extras.deliveries:
+        conn.executemany(_INSERT_DELIVERY, extras.deliveries)
+    for statement in extras.statements:
+        conn.execute(statement.sql, statement.params)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -446,7 +528,14 @@ class SQLiteStore(MessageStore):
     """A :class:`~python_cqrs_core.store.MessageStore` in one SQLite file.
 
     Open it with :func:`~python_cqrs_core.store.open_store` or :meth:`open`.
+
+    Its :meth:`append` runs statements (:class:`~python_cqrs_core.store.Statement`)
+    in the transaction of its batch (``runs_statements``): a table of your own in the
+    store's file (the embedded outbox's) is written in the very commit of a chain's
+    records, through :meth:`~python_cqrs_core.store.MessageRecorder.attach`.
     """
+
+    runs_statements = True
 
     def __init__(
         self,
@@ -524,21 +613,41 @@ class SQLiteStore(MessageStore):
 
     # -- writing ----------------------------------------------------------------------
 
-    async def append(self, records: Sequence[MessageRecord]) -> None:
+    async def append(
+        self,
+        records: Sequence[MessageRecord],
+        *,
+        received: Sequence[MessageRecord] = (),
+        deliveries: Sequence[DeliveryRecord] = (),
+        statements: Sequence[Statement] = (),
+    ) -> None:
+        """Store ``records`` atomically (see :meth:`MessageStore.append`), with
+        ``received``, ``deliveries`` and ``statements`` in the same transaction.
+
+        ``statements`` run on the writer's connection, after the batch's rows, in the
+        order given; one that fails rejects the batch (and only it, not the batches
+        it shared a commit with), with a :class:`StoreWriteError` chaining SQLite's.
+        """
         self._check_open()
         self.check_writable()
-        if not records:
+        if not (records or received or deliveries or statements):
             return
         loop = asyncio.get_running_loop()
         future = Write(loop=loop)
         try:
-            job = _Job(records, future, loop)
+            extras = (
+                _Extras(received, deliveries, statements)
+                if received or deliveries or statements
+                else None
+            )
+            job = _Job(records, extras, future, loop)
         except (TypeError, ValueError) as exc:  # a payload or header JSON cannot hold
             raise StoreWriteError(
                 f"cannot encode the batch for SQLite: {exception_message(exc)}"
             ) from exc
         cast(_Writer, self._writer).queue.put(job)
-        await wait_for_write(future, f"{len(records)} record(s) for {self.url}")
+        what = f"{len(records) + len(received)} record(s), {len(deliveries)} deliveries"
+        await wait_for_write(future, f"{what} for {self.url}")
 
     # -- reading ----------------------------------------------------------------------
 
@@ -573,6 +682,44 @@ class SQLiteStore(MessageStore):
         params = (str(low), str(high), limit)
         rows = await self._read(lambda conn: conn.execute(_IDS_IN_RANGE, params).fetchall())
         return [UUID(row[0]) for row in rows]
+
+    async def build_causation_tree(self, correlation_id: str | UUID) -> list[CausationNode]:
+        key, queries = id_text(correlation_id), self._queries
+
+        def query(conn: sqlite3.Connection) -> tuple[list[MessageRecord], list[DeliveryRecord]]:
+            records = queries.fetch(conn, queries.correlation, (key,))
+            if not records:
+                return records, []
+            return records, queries.fetch_deliveries(conn, queries.correlation_deliveries, (key,))
+
+        records, deliveries = await self._read(query)  # one trip to the reading thread
+        return assemble_trees(records, deliveries)
+
+    async def fetch_deliveries_of(self, message_ids: list[str]) -> list[DeliveryRecord]:
+        queries = self._queries
+
+        def query(conn: sqlite3.Connection) -> list[DeliveryRecord]:
+            found: list[DeliveryRecord] = []
+            for start in range(0, len(message_ids), _IDS_PER_QUERY):
+                chunk = message_ids[start : start + _IDS_PER_QUERY]
+                sql = queries.deliveries_of.format(", ".join("?" * len(chunk)))
+                found += queries.fetch_deliveries(conn, sql, chunk)
+            found.sort(key=lambda delivery: cast(int, delivery.position))
+            return found
+
+        return await self._read(query)
+
+    async def deliveries_by_correlation(self, correlation_id: str | UUID) -> list[DeliveryRecord]:
+        key, queries = id_text(correlation_id), self._queries
+        return await self._read(
+            lambda conn: queries.fetch_deliveries(conn, queries.correlation_deliveries, (key,))
+        )
+
+    async def fetch_deliveries(self, after: int, limit: int) -> list[DeliveryRecord]:
+        queries = self._queries
+        return await self._read(
+            lambda conn: queries.fetch_deliveries(conn, queries.delivery_feed, (after, limit))
+        )
 
     async def fetch_records(
         self, after: int, limit: int, where: RecordFilter
