@@ -28,6 +28,8 @@ cqrs-correlation-id    the correlation id (the effective one: the message's own
 cqrs-causation-id      the causation id; absent for a root message
 cqrs-requested-by      ``requested_by``, percent-encoded; absent when ``None``
 cqrs-requested-at      ``requested_at`` in ISO 8601 with its UTC offset
+cqrs-service           the producing service (``EnvelopeCodec(service=...)``); absent
+                       when the codec names none
 content-type           ``application/json``
 traceparent,           the W3C trace context and baggage of the current OpenTelemetry
 tracestate, baggage    context, or those given to :meth:`EnvelopeCodec.encode`
@@ -74,6 +76,7 @@ from .names import (
     WIRE_MESSAGE_TYPE,
     WIRE_REQUESTED_AT,
     WIRE_REQUESTED_BY,
+    WIRE_SERVICE,
 )
 from .registry import MessageRegistry
 from .validation import (
@@ -127,6 +130,7 @@ _ENVELOPE_LIMITS: Final[Mapping[str, int]] = {
     WIRE_CAUSATION_ID: MAX_CORRELATION_ID_LENGTH,
     WIRE_REQUESTED_BY: 12 * MAX_REQUESTED_BY_LENGTH,
     WIRE_REQUESTED_AT: 64,
+    WIRE_SERVICE: MAX_TYPE_NAME_LENGTH,
     CONTENT_TYPE: 256,
     TRACEPARENT: MAX_TRACE_HEADER_LENGTH,
     TRACESTATE: MAX_TRACE_HEADER_LENGTH,
@@ -176,16 +180,20 @@ class Envelope(NamedTuple):
 
 
 class DecodedMessage(NamedTuple):
-    """What :meth:`EnvelopeCodec.decode` returns: the message and the W3C trace
-    context it travelled with.
+    """What :meth:`EnvelopeCodec.decode` returns: the message, the W3C trace
+    context it travelled with, and the service that produced it.
 
     ``trace_context`` holds the valid ones of ``traceparent``, ``tracestate`` and
     ``baggage`` under those names, ready for an OpenTelemetry propagator's
     ``extract(carrier=...)``, so the consumer's span continues the producer's trace.
+    ``service`` is the ``cqrs-service`` header (``None`` when the producer's codec
+    named no service): the consumer's message recorder keeps it as the ``service`` of
+    the message's record when the producer did not record it in the same store.
     """
 
     message: BaseMessage
     trace_context: dict[str, str]
+    service: str | None = None
 
 
 class EnvelopeCodec:
@@ -207,16 +215,35 @@ class EnvelopeCodec:
     True
 
     ``max_body_bytes`` bounds the body :meth:`decode` accepts (checked before it is
-    parsed); the codec holds no other state and may be shared by any number of tasks.
+    parsed).  ``service`` names the service whose messages this codec encodes
+    (``"orders"``, checked like a type name): :meth:`encode` writes it in the
+    ``cqrs-service`` header, so that a consumer can record which service produced a
+    message it received.  The codec holds no other state and may be shared by any
+    number of tasks.
+
+    >>> orders = EnvelopeCodec(MessageRegistry([OrderPlaced]), service="orders")
+    >>> headers, body = orders.encode(event, trace_context={})
+    >>> headers["cqrs-service"], codec.decode(headers, body).service
+    ('orders', 'orders')
     """
 
-    __slots__ = ("max_body_bytes", "registry")
+    __slots__ = ("max_body_bytes", "registry", "service")
 
     def __init__(
-        self, registry: MessageRegistry, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        registry: MessageRegistry,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        service: str | None = None,
     ) -> None:
         self.registry = registry
         self.max_body_bytes = _positive(max_body_bytes, "max_body_bytes")
+        if service is not None:
+            try:
+                validate_type_name(service)
+            except ValueError as exc:
+                raise ValueError(f"service {exc}, got {service!r}") from None
+        self.service = service
 
     def encode(
         self, message: BaseMessage, *, trace_context: Mapping[str, str] | None = None
@@ -242,6 +269,8 @@ class EnvelopeCodec:
             headers[WIRE_CAUSATION_ID] = fields.causation_id
         if fields.requested_by is not None:
             headers[WIRE_REQUESTED_BY] = _percent_encode(fields.requested_by)
+        if self.service is not None:
+            headers[WIRE_SERVICE] = self.service
         context = trace_headers() if trace_context is None else trace_context
         if context:
             headers.update(
@@ -261,6 +290,9 @@ class EnvelopeCodec:
         ``tracestate`` or ``baggage`` that is malformed is left out of
         ``trace_context`` (the W3C rule: start a new trace) and never fails the
         message.
+
+        The ``cqrs-service`` header, when present, must be a valid name (checked like
+        a type name); it is returned as :attr:`DecodedMessage.service`.
 
         Raises :class:`MessageDecodeError` for anything malformed or too large, and
         :class:`~python_cqrs_core.UnknownMessageTypeError` for a type name that is
@@ -289,14 +321,24 @@ class EnvelopeCodec:
                 _required(found, WIRE_REQUESTED_AT), f"header {WIRE_REQUESTED_AT}"
             ),
         }
+        service = found.get(WIRE_SERVICE)
+        if service is not None:
+            try:
+                validate_type_name(service)
+            except ValueError as exc:
+                raise MessageDecodeError(f"header {WIRE_SERVICE}", str(exc)) from None
         message = _build_message(cls, _load_object(body, "body"), "body", tracing, _SOURCES)
         return DecodedMessage(
             message,
             _trace_context(found.get(TRACEPARENT), found.get(TRACESTATE), found.get(BAGGAGE)),
+            service,
         )
 
     def __repr__(self) -> str:
-        return f"<EnvelopeCodec over {self.registry!r}, max_body_bytes={self.max_body_bytes}>"
+        service = "" if self.service is None else f", service={self.service!r}"
+        return (
+            f"<EnvelopeCodec over {self.registry!r}, max_body_bytes={self.max_body_bytes}{service}>"
+        )
 
 
 # -- shared with python_cqrs_core.cloudevents ---------------------------------------------

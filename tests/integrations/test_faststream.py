@@ -240,7 +240,15 @@ async def test_a_chain_recorded_where_it_is_consumed_keeps_one_correlation_acros
         records["OrderPlaced"],
         records["ReserveInventory"],
     )
-    assert [place.service, placed.service, reserve_.service] == ["orders", "inventory", "inventory"]
+    # OrderPlaced, recorded where consumed, is the message as received (its producer's
+    # codec named no service); how inventory handled it is its delivery.
+    assert [place.service, placed.service, reserve_.service] == ["orders", None, "inventory"]
+    [delivery] = await store.deliveries_of([placed.message_id])
+    assert (delivery.service, delivery.outcome, delivery.transport) == (
+        "inventory",
+        "succeeded",
+        f"faststream.{brokers.kind}",
+    )
     assert place.causation_id is None
     assert placed.causation_id == str(place.message_id)
     assert reserve_.causation_id == str(placed.message_id)

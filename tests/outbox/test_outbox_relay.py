@@ -17,9 +17,15 @@ from outbox_testing import (
     eventually,
 )
 
-from python_cqrs_core.names import EVENT_OUTBOX_FAILED, EVENT_OUTBOX_PUBLISHED, EVENT_OUTBOX_RETRIED
+from python_cqrs_core.names import (
+    EVENT_OUTBOX_FAILED,
+    EVENT_OUTBOX_PUBLISHED,
+    EVENT_OUTBOX_RETRIED,
+    WIRE_MESSAGE_ID,
+)
 from python_cqrs_core.outbox import FAILED, OutboxEvent, OutboxRelay, OutboxStorage, SQLiteOutbox
 from python_cqrs_core.outbox.postgres import PostgresOutbox
+from python_cqrs_core.transports import Delivery
 
 
 async def write(backend: Backend, correlation: str, order_id: int) -> None:
@@ -162,17 +168,17 @@ def test_relay_settings_are_checked():
         OutboxRelay(None, RecordingTransport(), lease=-1)  # type: ignore[arg-type]
 
 
-async def test_staged_rows_of_a_chain_that_was_never_recorded_are_swept(tmp_path: Path):
+async def test_an_inbox_mark_of_a_delivery_never_dispatched_is_never_written(tmp_path: Path):
     backend = await SQLiteBackend.open(tmp_path / "cqrs.db")
     try:
         outbox = backend.storage
         assert isinstance(outbox, SQLiteOutbox)
-        chain = outbox.begin_chain("00000000-0000-4000-8000-000000000001")
-        await chain.mark_handled("billing", "00000000-0000-4000-8000-000000000002")
-        assert await outbox.sweep() == 0  # young: its chain may still commit
-        outbox.abandon_after = 0.0
-        assert await outbox.sweep() == 1
-        assert not await chain.handled("other", "00000000-0000-4000-8000-000000000002")
+        message_id = "00000000-0000-4000-8000-000000000002"
+        delivery = Delivery("memory", "orders", "billing", "1-0", {WIRE_MESSAGE_ID: message_id}, b"")
+        async with outbox.unit_of_work(delivery) as transaction:
+            assert await transaction.mark_handled("billing", message_id)
+        # The block ended before the message was dispatched: its mark went nowhere.
+        assert not await outbox.begin_chain(message_id).handled("billing", message_id)
     finally:
         await backend.close()
 

@@ -52,10 +52,16 @@ given to: there a message of ours always arrives as its class, so annotate those
 parameters with it (or :class:`~python_cqrs_core.BaseMessage`), and give the decoder
 per subscriber where a handler wants the raw ``dict``.
 
-Record a message once: either where it is published (dispatch it on the publishing
-service's bus and publish it from a subscriber there), or where it is consumed
-(``await bus.process(event)``), not both: a store shared by both services keeps one
-record per message id.
+While a FastStream handler runs on a message of ours, the middleware also describes
+the delivery with :func:`~python_cqrs_core.context.consuming` (transport
+``faststream.<broker>``, the subscriber's subject, topic, channel or queue as the
+destination, its consumer group or queue group when the broker has one, else the
+destination; the attempt when the broker says it, as NATS JetStream does, else 1), so
+that ``await bus.process(event)`` on a bus with a
+:class:`~python_cqrs_core.store.MessageRecorder` records a *delivery* of the message
+(with this service's handler outcomes) and stores the message's record only if its
+producer did not record it in the same store already: one record per message id, one
+delivery per handling.
 
 OpenTelemetry spans are FastStream's own: add the broker's telemetry middleware
 (``RabbitTelemetryMiddleware`` ...) *after* this one; it continues the
@@ -77,8 +83,8 @@ from uuid import uuid4
 from faststream import BaseMiddleware, ContextRepo, PublishCommand, StreamMessage
 
 from ..codec import EnvelopeCodec, MessageDecodeError
-from ..context import _trace
-from ..messages import BaseEvent, BaseMessage
+from ..context import Consumption, _trace, consuming
+from ..messages import BaseEvent, BaseMessage, message_type_name
 from ..names import (
     CONTENT_TYPE,
     TRANSPORT_LOGGER,
@@ -136,6 +142,8 @@ class _Consumption:
     """The message of ours it decodes to, if this service has its class."""
     error: Exception | None = None
     """Why a message that names one of our types does not decode here."""
+    service: str | None = None
+    """The producing service its ``cqrs-service`` header named, if any."""
 
 
 # The consumption of the FastStream handler running in this context.
@@ -226,7 +234,7 @@ class CQRSMiddleware:
         error: Exception
         if _header(headers, WIRE_MESSAGE_TYPE):
             try:
-                message = self.codec.decode(headers, msg.body).message
+                decoded = self.codec.decode(headers, msg.body)
             except UnknownMessageTypeError as exc:
                 error = exc  # ours, of a class this service does not have: keep the ids
             except MessageDecodeError as exc:
@@ -234,7 +242,8 @@ class CQRSMiddleware:
                     return _refused(msg, exc, exc)
                 error = exc  # the headers are sound, the body is not: keep the ids
             else:
-                return _Consumption(msg, message, message)
+                message = decoded.message
+                return _Consumption(msg, message, message, service=decoded.service)
             frame = _opaque(headers)
             if isinstance(frame, MessageDecodeError):  # e.g. an unknown type and a bad id
                 return _refused(msg, frame, error)
@@ -286,7 +295,11 @@ class _ChainScope(BaseMiddleware[PublishCommand]):
         frame_token = _trace.set(consumption.frame)
         token = _consumption.set(consumption)
         try:
-            return await call_next(msg)
+            if consumption.message is None:
+                return await call_next(msg)
+            # One of ours: a recorder on the bus records its delivery (see the module).
+            with consuming(_delivery(msg, consumption.message, consumption.service, self.context)):
+                return await call_next(msg)
         finally:
             _consumption.reset(token)
             _trace.reset(frame_token)
@@ -313,6 +326,52 @@ class _ChainScope(BaseMiddleware[PublishCommand]):
         elif frame is not None:
             cmd.add_headers(self._chains._chain_headers(frame), override=False)
         return await call_next(cmd)
+
+
+# Where a subscriber reads, and as which group, in the log context FastStream's
+# subscribers describe themselves with (RabbitMQ, NATS, Redis, Kafka).
+_DESTINATION_KEYS: Final = ("subject", "topic", "channel", "queue")
+_GROUP_KEYS: Final = ("group_id", "queue")
+
+
+def _delivery(
+    msg: StreamMessage[Any], message: BaseMessage, service: str | None, context: ContextRepo
+) -> Consumption:
+    """The :class:`~python_cqrs_core.context.Consumption` of a consumed message of
+    ours: what a message recorder records of this delivery."""
+    place: dict[str, Any] = {}
+    subscriber = context.get("handler_")
+    if subscriber is not None:
+        try:
+            place = dict(subscriber.get_log_context(None))
+        except Exception:  # noqa: BLE001 - a subscriber of another shape: names unknown
+            place = {}
+    destination = next((str(place[k]) for k in _DESTINATION_KEYS if place.get(k)), "unknown")
+    group = next((str(place[k]) for k in _GROUP_KEYS if place.get(k)), destination)
+    broker = type(msg).__module__.split(".")
+    transport = f"faststream.{broker[1]}" if len(broker) > 2 else "faststream"
+    return Consumption(
+        message_id=message.request_id,
+        message_type=message_type_name(message),
+        correlation_id=message.correlation_id or message.request_id,
+        causation_id=message.causation_id,
+        requested_by=message.requested_by,
+        transport=transport,
+        destination=destination,
+        group=group,
+        attempt=_attempt(msg),
+        service=service,
+    )
+
+
+def _attempt(msg: StreamMessage[Any]) -> int:
+    """The delivery attempt, when the broker says it (NATS JetStream counts them),
+    else 1."""
+    try:
+        delivered = msg.raw_message.metadata.num_delivered
+    except Exception:  # noqa: BLE001 - no such metadata on this broker's messages
+        return 1
+    return delivered if isinstance(delivered, int) and delivered >= 1 else 1
 
 
 def _names_chain(headers: Mapping[str, Any]) -> bool:

@@ -49,9 +49,11 @@ SQLAlchemy ``MetaData`` instead
 checked to agree column by column and index by index.
 
 On SQLite the outbox lives in the message store's file and its entries are committed
-in the transaction that records the chain which published them: the migration adds two
-staging tables and a trigger on ``cqrs_messages`` for that (see
-:mod:`python_cqrs_core.outbox.sqlite`).
+in the transaction that records the chain which published them: the store's writer
+runs their ``INSERT`` in that transaction (see :mod:`python_cqrs_core.outbox.sqlite`).
+Its migration 1 staged them in two tables moved by triggers on ``cqrs_messages``;
+migration 2 drops those (upgrade with no process of the older version still writing
+into the file: a chain it has not committed yet would lose its staged entries).
 """
 
 from __future__ import annotations
@@ -264,6 +266,16 @@ SQLITE_MIGRATIONS: Final[tuple[OutboxMigration, ...]] = (
                 DELETE FROM cqrs_inbox_staged WHERE root_message_id = NEW.message_id;
             END
             """,
+        ),
+    ),
+    OutboxMigration(
+        2,
+        "entries and marks written in the chain's own transaction: no staging, no triggers",
+        (
+            "DROP TRIGGER IF EXISTS cqrs_outbox_commit_with_chain",
+            "DROP TRIGGER IF EXISTS cqrs_outbox_discard_with_chain",
+            "DROP TABLE IF EXISTS cqrs_outbox_staged",
+            "DROP TABLE IF EXISTS cqrs_inbox_staged",
         ),
     ),
 )

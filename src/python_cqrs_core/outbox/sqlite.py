@@ -14,30 +14,31 @@ only if the chain's records do, and only when the root dispatch succeeded::
     await bus.send(PlaceOrder(order_id=7))   # OrderPlaced: committed with the chain
     relay = OutboxRelay(outbox, transport)   # (or SQLiteOutbox.open(url) elsewhere)
 
-**How.**  While the chain runs, each routed message is *staged* in the store's file
-(``cqrs_outbox_staged``, keyed by the chain's root message id), in a small transaction
-of its own.  A trigger on ``cqrs_messages`` moves a chain's staged rows into
-``cqrs_outbox`` when the record of its root is inserted with the outcome
-``succeeded``: inside the recorder's transaction, so the entries commit with the
-records, or not at all.  A root recorded as failed discards what its chain staged.
-Staged rows whose chain never got recorded (the process died, the store refused the
-batch) are swept after ``abandon_after`` seconds and logged.  A consumer's inbox
-marks go the same way (:meth:`SQLiteOutbox.unit_of_work`).
+**How.**  Each routed message's entry is an ``INSERT`` into ``cqrs_outbox`` that the
+recorder attaches to the chain it is dispatched in
+(:meth:`MessageRecorder.attach <python_cqrs_core.store.MessageRecorder.attach>`): the
+store's writer runs it in the very transaction that commits the chain's records, if
+the chain's root dispatch succeeded; a root that fails drops it, as a rolled-back
+transaction would.  Nothing is written before the chain commits, so nothing is left
+behind by a chain that never does (the process died, the store refused the batch).
+A consumer's inbox marks go the same way: :meth:`SQLiteOutbox.unit_of_work` opens a
+:meth:`MessageRecorder.chain <python_cqrs_core.store.MessageRecorder.chain>` block, so
+the mark made before the delivered message is dispatched commits with that message's
+chain.
 
-This needs the recorder to record the chain's root: install the writer after the
-recorder, on the same bus.  (A store hook letting the recorder's transaction carry
-the entries directly would spare the staging write; see the outbox documentation.)
-The store's file is shared through SQLite's own locking: every write here is a short
-``BEGIN IMMEDIATE`` transaction on a connection of this object's own thread.
+This needs the recorder that records the chains: open the outbox with it
+(``SQLiteOutbox.open(recorder)``), and install the writer after the recorder, on the
+same bus.  An outbox opened with the store or its URL (a relay in another process)
+reads and updates entries only.  The relay's updates are short ``BEGIN IMMEDIATE``
+transactions on a connection of this object's own thread, sharing the store's file
+through SQLite's own locking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -45,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ..names import OUTBOX_LOGGER
 from ..store.recorder import MessageRecorder
 from ..store.sqlite import SQLiteStore
 from ..transports.base import Delivery
@@ -72,19 +72,20 @@ from .transaction import (
 
 __all__ = ["SQLiteOutbox"]
 
-logger = logging.getLogger(OUTBOX_LOGGER)
-
 _T = TypeVar("_T")
 
-_STAGE_ENTRY: Final = """
-INSERT INTO cqrs_outbox_staged (
-    root_message_id, message_id, message_type, destination, correlation_id, causation_id,
-    headers, body, staged_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_STAGE_MARK: Final = (
-    "INSERT INTO cqrs_inbox_staged (root_message_id, consumer_group, message_id, staged_at) "
-    "VALUES (?, ?, ?, ?)"
+# Attached to a chain's commit (an entry already written is left as it is: the message
+# was written before; a mark already committed by a concurrent chain too).
+_WRITE_ENTRY: Final = f"""
+INSERT INTO {OUTBOX_TABLE} (
+    message_id, message_type, destination, correlation_id, causation_id, headers, body,
+    status, attempts, created_at, available_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, '{PENDING}', 0, ?, ?)
+ON CONFLICT (message_id) DO NOTHING
+"""  # noqa: S608
+_MARK_HANDLED: Final = (
+    f"INSERT INTO {INBOX_TABLE} (consumer_group, message_id, handled_at) "  # noqa: S608
+    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _HANDLED: Final = f"SELECT 1 FROM {INBOX_TABLE} WHERE consumer_group = ? AND message_id = ?"  # noqa: S608
 _ENTRY_COLUMNS: Final = (
@@ -110,12 +111,6 @@ SELECT position FROM {OUTBOX_TABLE}
 WHERE correlation_id = ? AND status = '{PENDING}' AND position >= ?
 ORDER BY position LIMIT ?
 """  # noqa: S608
-_SWEEP: Final = (
-    "DELETE FROM {table} WHERE staged_at < ? "
-    "AND root_message_id NOT IN (SELECT message_id FROM cqrs_messages)"
-)
-
-_SWEEP_EVERY: Final = 60.0  # seconds between two sweeps of abandoned staged rows
 
 
 def _iso(moment: datetime) -> str:
@@ -184,45 +179,43 @@ def _entry(row: Sequence[Any]) -> OutboxEntry:
 
 
 class _ChainTransaction(OutboxTransaction):
-    """The transaction of one chain: what it stages commits with its root's record."""
+    """The transaction of one chain: what it writes is attached to the chain's commit
+    (:meth:`MessageRecorder.attach <python_cqrs_core.store.MessageRecorder.attach>`)."""
 
     per_chain = True
 
-    def __init__(self, outbox: SQLiteOutbox, root_message_id: str) -> None:
+    def __init__(self, outbox: SQLiteOutbox, recorder: MessageRecorder, root: str) -> None:
         self.outbox = outbox
-        self.root_message_id = root_message_id
+        self.recorder = recorder
+        self.root_message_id = root
         self.sealed = False
         self.marks: set[tuple[str, str]] = set()
 
     async def write(self, message: OutboxMessage) -> None:
-        row = (
-            self.root_message_id,
-            message.message_id,
-            message.message_type,
-            message.destination,
-            message.correlation_id,
-            message.causation_id,
-            json.dumps(dict(message.headers), separators=(",", ":")),
-            message.body,
-            _iso(datetime.now(UTC)),
+        now = _iso(datetime.now(UTC))
+        await self.recorder.attach(
+            _WRITE_ENTRY,
+            (
+                message.message_id,
+                message.message_type,
+                message.destination,
+                message.correlation_id,
+                message.causation_id,
+                json.dumps(dict(message.headers), separators=(",", ":")),
+                message.body,
+                now,
+                now,
+            ),
         )
-        await self.outbox._run(lambda conn: _count(conn, _STAGE_ENTRY, row))
 
     async def mark_handled(self, group: str, message_id: str) -> bool:
         if (group, message_id) in self.marks:
             return False
-        root = self.root_message_id
-
-        def stage(conn: sqlite3.Connection) -> bool:
-            if conn.execute(_HANDLED, (group, message_id)).fetchone() is not None:
-                return False
-            conn.execute(_STAGE_MARK, (root, group, message_id, _iso(datetime.now(UTC))))
-            return True
-
-        marked = await self.outbox._run(lambda conn: _immediate(conn, stage))
-        if marked:
-            self.marks.add((group, message_id))
-        return marked
+        if await self.handled(group, message_id):
+            return False
+        await self.recorder.attach(_MARK_HANDLED, (group, message_id, _iso(datetime.now(UTC))))
+        self.marks.add((group, message_id))
+        return True
 
     async def handled(self, group: str, message_id: str) -> bool:
         if (group, message_id) in self.marks:
@@ -231,16 +224,6 @@ class _ChainTransaction(OutboxTransaction):
             lambda conn: conn.execute(_HANDLED, (group, message_id)).fetchone()
         )
         return found is not None
-
-    async def discard(self) -> None:
-        """Drop what this chain staged (its root was never dispatched)."""
-        root = self.root_message_id
-
-        def drop(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM cqrs_outbox_staged WHERE root_message_id = ?", (root,))
-            conn.execute("DELETE FROM cqrs_inbox_staged WHERE root_message_id = ?", (root,))
-
-        await self.outbox._run(lambda conn: _immediate(conn, drop))
 
 
 def _immediate(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -266,9 +249,6 @@ class SQLiteOutbox(OutboxStorage):
     """The outbox and the transactional inbox in the embedded store's file: the chains'
     transactions (for :class:`~python_cqrs_core.outbox.OutboxWriter`), the consumer's
     unit of work, and the relay's storage.  Open it with :meth:`open`.
-
-    ``abandon_after``: seconds after which rows staged by a chain that was never
-    recorded are swept (and logged at ERROR); longer than any chain runs.
     """
 
     def __init__(
@@ -277,16 +257,13 @@ class SQLiteOutbox(OutboxStorage):
         executor: ThreadPoolExecutor,
         url: str,
         *,
-        records_queries: bool,
-        abandon_after: float,
+        recorder: MessageRecorder | None,
     ) -> None:
         self.url = url
-        self._records_queries = records_queries
-        self.abandon_after = abandon_after
+        self.recorder = recorder
         self._conn = conn
         self._executor = executor
         self._closed = False
-        self._next_sweep = 0.0
 
     @classmethod
     async def open(
@@ -294,20 +271,19 @@ class SQLiteOutbox(OutboxStorage):
         target: MessageRecorder | SQLiteStore | str,
         *,
         busy_timeout: float = 5.0,
-        abandon_after: float = 3600.0,
     ) -> SQLiteOutbox:
         """Open the outbox of a message store's file, creating its tables if needed.
 
         ``target`` is the :class:`~python_cqrs_core.store.MessageRecorder` recording the
-        chains whose routed messages go out (what a service that writes entries needs),
+        chains whose routed messages go out, or whose consumers mark their inbox (what
+        a service that writes entries or marks needs: they commit with its chains),
         its :class:`~python_cqrs_core.store.SQLiteStore`, or the store's URL
-        (``sqlite:///cqrs.db``: enough for a relay or a consumer in another process).
-        The store must exist (it is the store's own migrations that create
-        ``cqrs_messages``).
+        (``sqlite:///cqrs.db``: enough for a relay in another process).  The store must
+        exist (it is the store's own migrations that create ``cqrs_messages``).
         """
-        records_queries = False
+        recorder: MessageRecorder | None = None
         if isinstance(target, MessageRecorder):
-            records_queries = target.record_queries
+            recorder = target
             store = target.store
             if not isinstance(store, SQLiteStore):
                 raise TypeError(
@@ -344,9 +320,7 @@ class SQLiteOutbox(OutboxStorage):
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(
-            conn, executor, url, records_queries=records_queries, abandon_after=abandon_after
-        )
+        return cls(conn, executor, url, recorder=recorder)
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
@@ -359,40 +333,42 @@ class SQLiteOutbox(OutboxStorage):
     @property
     def records_queries(self) -> bool:
         """Whether the recorder records queries (then a query can root a chain)."""
-        return self._records_queries
+        return self.recorder is not None and self.recorder.record_queries
 
     def begin_chain(self, root_message_id: str) -> OutboxTransaction:
         """The transaction of the chain rooted at ``root_message_id``."""
-        return _ChainTransaction(self, root_message_id)
+        return _ChainTransaction(self, self._recorder("write outbox entries"), root_message_id)
 
     @asynccontextmanager
     async def unit_of_work(self, delivery: Delivery) -> AsyncIterator[OutboxTransaction]:
         """A consumer's unit of work: the chain of the delivered message, made current.
 
         The consumer dispatches the delivered message as the root of a chain; the inbox
-        mark made in this block commits with that chain's records.  If the message is
-        not dispatched (a duplicate, or a failure before), what the block staged is
-        dropped.
+        mark made in this block (before that dispatch) commits with that chain's
+        records, if its root dispatch succeeds.  If the message is not dispatched (a
+        duplicate, or a failure before), the mark is never written.
         """
+        recorder = self._recorder("mark a consumer's inbox")
         root = consumed_message_id(delivery)
-        transaction = _ChainTransaction(self, root)
+        transaction = _ChainTransaction(self, recorder, root)
         transaction.consumed_message_id = root
-        try:
-            with use_transaction(transaction):
-                yield transaction
-        finally:
-            if not transaction.sealed and transaction.marks:
-                await transaction.discard()
+        with recorder.chain(), use_transaction(transaction):
+            yield transaction
+
+    def _recorder(self, what: str) -> MessageRecorder:
+        if self.recorder is None:
+            raise RuntimeError(
+                f"{self!r} was opened without the MessageRecorder recording the chains, so "
+                f"it cannot {what} (they commit with a chain's records): open it with "
+                "SQLiteOutbox.open(recorder)"
+            )
+        return self.recorder
 
     # -- the relay's storage --------------------------------------------------------------
 
     async def claim(
         self, owner: str, *, limit: int, run_limit: int, lease: float
     ) -> list[OutboxEntry]:
-        if time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + _SWEEP_EVERY
-            await self.sweep()
-
         def claim(conn: sqlite3.Connection) -> list[OutboxEntry]:
             now = datetime.now(UTC)
             positions: list[int] = []
@@ -493,30 +469,6 @@ class SQLiteOutbox(OutboxStorage):
             return int(gone)
 
         return await self._run(lambda conn: _immediate(conn, prune))
-
-    async def sweep(self) -> int:
-        """Delete the staged rows of chains that were never recorded, older than
-        ``abandon_after``; returns how many (each logged at ERROR: their chain did not
-        commit, so they were never accepted, but somebody should know why)."""
-        before = _iso(datetime.now(UTC) - timedelta(seconds=self.abandon_after))
-
-        def sweep(conn: sqlite3.Connection) -> int:
-            return sum(
-                int(conn.execute(_SWEEP.format(table=table), (before,)).rowcount)
-                for table in ("cqrs_outbox_staged", "cqrs_inbox_staged")
-            )
-
-        gone = await self._run(lambda conn: _immediate(conn, sweep))
-        if gone:
-            logger.error(
-                "swept %d outbox or inbox row(s) staged more than %.0fs ago by chains that "
-                "were never recorded in %s (a crash before the chain committed, a store "
-                "that refused it, or no MessageRecorder recording the chain's root)",
-                gone,
-                self.abandon_after,
-                self.url,
-            )
-        return gone
 
     async def close(self) -> None:
         if self._closed:

@@ -12,6 +12,8 @@ operation reconstructible as a causation tree, and the whole store readable as a
     for tree in await store.build_causation_tree(correlation_id):
         for depth, node in tree.walk():
             print("  " * depth, node.record.message_type, node.record.outcome)
+            for delivery in node.deliveries:     # consumed by other services
+                print("  " * depth, "->", delivery.service, delivery.outcome)
     for summary in await store.correlations(limit=20, outcome="failed"):
         print(summary.correlation_id, summary.root_message_type, summary.failed_count)
 
@@ -30,15 +32,19 @@ from .base import (
     MessageAlreadyRecordedError,
     MessageStore,
     ReadOnlyStoreError,
+    Statement,
     StoreOpenError,
     StoreWriteError,
     url_without_password,
 )
+from .deliveries import DeliveryRecorder
 from .feed import MAX_LIMIT, CorrelationSummary, RecordFilter
 from .memory import MemoryStore
 from .recorder import MessageRecorder
 from .records import (
     CausationNode,
+    DeliveryOutcome,
+    DeliveryRecord,
     HandlerOutcome,
     MessageRecord,
     RecordNotReconstructibleError,
@@ -53,6 +59,9 @@ __all__ = [
     "STORE_URL_ENV",
     "CausationNode",
     "CorrelationSummary",
+    "DeliveryOutcome",
+    "DeliveryRecord",
+    "DeliveryRecorder",
     "HandlerOutcome",
     "MemoryStore",
     "MessageAlreadyRecordedError",
@@ -62,6 +71,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "RecordFilter",
     "RecordNotReconstructibleError",
+    "Statement",
     "StoreOpenError",
     "StoreWriteError",
     "assemble_trees",

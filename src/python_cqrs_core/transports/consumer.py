@@ -24,7 +24,13 @@ For every delivery it:
    acknowledged and not handled again;
 3. **dispatches** it with ``bus.process(message)``, so it is the parent of everything
    its handlers dispatch: they inherit its correlation id and take its id as their
-   causation id.  The broker's delivery id is never a causation id;
+   causation id.  The broker's delivery id is never a causation id.  The dispatch
+   runs inside :func:`~python_cqrs_core.context.consuming` (a
+   :class:`~python_cqrs_core.context.Consumption`: the message, the transport,
+   destination, group, attempt, delivery id, and the producing service when the
+   ``cqrs-service`` header named it), so that a
+   :class:`~python_cqrs_core.store.MessageRecorder` on the bus records this
+   *delivery* rather than the message a second time;
 4. **acknowledges** it after the handlers succeeded, and marks it in the inbox.  A
    failing handler gets the delivery retried after a backoff, until ``max_attempts``;
    then it is dead-lettered with the last error.  A delivery the broker hands over
@@ -34,7 +40,9 @@ For every delivery it:
 Nothing a message contains can stop the loop: every failure is dead-lettered,
 retried or (when the broker itself fails) left pending for a later delivery, and
 logged.  Each outcome is also a :class:`DeliveryEvent` for the listeners
-(``message.acked``, ``message.retried``, ``message.dlq``).
+(``message.acked``, ``message.retried``, ``message.dlq``);
+:class:`~python_cqrs_core.store.DeliveryRecorder` is the listener that records dead
+letters in the message store.
 
 **Idempotency.**  With a non-transactional :class:`~python_cqrs_core.transports.Inbox`
 (memory, Redis) the consumer checks it before the handlers and marks it after they
@@ -69,9 +77,11 @@ from typing import Any, Final, TypeAlias
 from uuid import UUID
 
 from ..codec import EnvelopeCodec, MessageDecodeError
+from ..context import Consumption
+from ..context import consuming as consumption_scope
 from ..errors import HandlerNotFoundError, exception_message
 from ..mediator import Mediator
-from ..messages import BaseMessage, tracing_fields
+from ..messages import BaseMessage, message_type_name, tracing_fields
 from ..names import (
     EVENT_MESSAGE_ACKED,
     EVENT_MESSAGE_DLQ,
@@ -155,6 +165,7 @@ class DeliveryEvent:
     ``None`` when a message did not decode and its header was not a valid id either.
     ``reason`` says why it was retried or dead-lettered; for an ack it is ``None``,
     or says that the message was a duplicate (``duplicate`` is then true).
+    ``transport`` is the name of the consumer's transport (``"redis"``).
     """
 
     event: str
@@ -170,6 +181,7 @@ class DeliveryEvent:
     reason: str | None = None
     duplicate: bool = False
     timestamp: float = field(default_factory=time.time)
+    transport: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, e.g. for a server-sent event."""
@@ -187,6 +199,7 @@ class DeliveryEvent:
             "reason": self.reason,
             "duplicate": self.duplicate,
             "timestamp": self.timestamp,
+            "transport": self.transport,
         }
 
 
@@ -422,7 +435,9 @@ class Consumer:
             await self._dead_letter(delivery, None, "undecodable: the body nests too deeply")
             return
         message = decoded.message
-        outcome = await self._handle_message(delivery, message, decoded.trace_context)
+        outcome = await self._handle_message(
+            delivery, message, decoded.trace_context, decoded.service
+        )
         if outcome.error is None:
             await self.transport.ack(delivery)
             self._emit(
@@ -449,7 +464,11 @@ class Consumer:
             self._emit(EVENT_MESSAGE_RETRIED, delivery, message, reason)
 
     async def _handle_message(
-        self, delivery: Delivery, message: BaseMessage, trace_context: Mapping[str, str]
+        self,
+        delivery: Delivery,
+        message: BaseMessage,
+        trace_context: Mapping[str, str],
+        service: str | None,
     ) -> _Outcome:
         """Inbox check, dispatch, inbox mark; a handler's exception is returned."""
         inbox, group, message_id = self.inbox, self.group, message.request_id
@@ -457,7 +476,7 @@ class Consumer:
             if inbox is not None and await inbox.seen(group, message_id):
                 return _Outcome(duplicate=True)
             try:
-                await self._dispatch(delivery, message, trace_context)
+                await self._dispatch(delivery, message, trace_context, service)
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried
                 return _Outcome(error=exc)
             if inbox is not None:
@@ -472,7 +491,7 @@ class Consumer:
                 if inbox is not None and transactional:
                     duplicate = not await inbox.mark(group, message_id)
                 if not duplicate:
-                    await self._dispatch(delivery, message, trace_context)
+                    await self._dispatch(delivery, message, trace_context, service)
         except Exception as exc:  # noqa: BLE001 - rolled back: retried
             return _Outcome(error=exc)
         if inbox is not None and not transactional:
@@ -480,17 +499,37 @@ class Consumer:
         return _Outcome(duplicate=duplicate)
 
     async def _dispatch(
-        self, delivery: Delivery, message: BaseMessage, trace_context: Mapping[str, str]
+        self,
+        delivery: Delivery,
+        message: BaseMessage,
+        trace_context: Mapping[str, str],
+        service: str | None,
     ) -> None:
         token = _current.set((delivery, message.request_id))
+        consumption = Consumption(
+            message_id=message.request_id,
+            message_type=message_type_name(message),
+            correlation_id=message.correlation_id or message.request_id,
+            causation_id=message.causation_id,
+            requested_by=message.requested_by,
+            transport=self.transport.name,
+            destination=delivery.destination,
+            group=self.group,
+            attempt=delivery.attempt,
+            delivery_id=delivery.delivery_id,
+            service=service,
+        )
         try:
-            with consuming(
-                trace_context,
-                message,
-                system=self.transport.name,
-                destination=delivery.destination,
-                group=self.group,
-                consumer=self.name,
+            with (
+                consumption_scope(consumption),
+                consuming(
+                    trace_context,
+                    message,
+                    system=self.transport.name,
+                    destination=delivery.destination,
+                    group=self.group,
+                    consumer=self.name,
+                ),
             ):
                 await self.bus.process(message)
         finally:
@@ -543,6 +582,7 @@ class Consumer:
             causation_id=causation,
             reason=reason,
             duplicate=duplicate,
+            transport=self.transport.name,
         )
         for listener in self._listeners:
             try:
