@@ -626,3 +626,28 @@ def test_max_body_bytes_must_be_a_positive_integer(limit: Any):
 def test_the_docstring_examples_run():
     result = doctest.testmod(python_cqrs_core.codec, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+# -- the producing service ----------------------------------------------------------------
+
+
+def test_a_codec_naming_its_service_sends_it_and_the_consumer_reads_it(codec: EnvelopeCodec):
+    orders = EnvelopeCodec(REGISTRY, service="orders")
+    headers, body = encoded(orders)
+    assert headers["cqrs-service"] == "orders"
+    decoded = codec.decode(headers, body)
+    assert decoded.service == "orders"
+    assert decoded.message == orders.decode(headers, body).message
+    plain_headers, plain_body = encoded(codec)
+    assert "cqrs-service" not in plain_headers
+    assert codec.decode(plain_headers, plain_body).service is None
+    assert "service='orders'" in repr(orders)
+
+
+def test_a_service_name_is_checked_like_a_type_name(codec: EnvelopeCodec):
+    with pytest.raises(ValueError, match="^service .*got 'the orders'"):
+        EnvelopeCodec(REGISTRY, service="the orders")
+    headers, body = encoded(codec)
+    for hostile in ("orders service", "x" * 10_000, "orders\x1b[2J"):
+        error = decode_error(codec, {**headers, "cqrs-service": hostile}, body)
+        assert_safe(error, "header cqrs-service")

@@ -20,6 +20,8 @@ from transport_testing import (
 )
 
 from python_cqrs_core import Mediator
+from python_cqrs_core.codec import EnvelopeCodec
+from python_cqrs_core.context import Consumption, current_consumption
 from python_cqrs_core.transports import (
     Backoff,
     Consumer,
@@ -108,6 +110,45 @@ async def test_a_consumed_message_is_the_parent_of_everything_its_handlers_dispa
     assert command.causation_id == event.request_id
     assert command.requested_by == "José"
     assert await transport.lag("orders", "billing") == 0
+
+
+async def test_each_dispatch_runs_inside_the_consumption_of_its_delivery():
+    transport = MemoryTransport()
+    bus = Mediator()
+    seen: list[tuple[Consumption | None, Delivery | None]] = []
+
+    async def on_placed(event: OrderPlaced) -> None:
+        seen.append((current_consumption(), current_delivery()))
+        if len(seen) == 1:
+            raise TimeoutError("first attempt")
+
+    bus.subscribe(OrderPlaced, on_placed)
+    events: list[DeliveryEvent] = []
+    consumer = fast_consumer(bus, transport, listeners=[events.append])
+    await transport.ensure_group("orders", "billing")
+    event = OrderPlaced(order_id=7, correlation_id="req-7", requested_by="ada")
+    headers, body = EnvelopeCodec(CODEC.registry, service="orders").encode(event)
+    await transport.publish("orders", headers, body)
+    await drain(consumer)
+
+    assert [consumption.attempt for consumption, _ in seen] == [1, 2]  # type: ignore[union-attr]
+    consumption, delivery = seen[1]
+    assert consumption is not None and delivery is not None
+    assert (consumption.message_id, consumption.message_type) == (
+        event.request_id,
+        "tests.transports.OrderPlaced",
+    )
+    assert (consumption.correlation_id, consumption.causation_id) == ("req-7", None)
+    assert consumption.requested_by == "ada" and consumption.service == "orders"
+    assert (consumption.transport, consumption.destination, consumption.group) == (
+        "memory",
+        "orders",
+        "billing",
+    )
+    assert consumption.delivery_id == delivery.delivery_id
+    assert current_consumption() is None  # only while the message is handled
+    assert {notice.transport for notice in events} == {"memory"}
+    assert events[-1].to_dict()["transport"] == "memory"
 
 
 async def test_a_foreign_message_without_correlation_id_starts_a_chain_of_its_own():

@@ -15,7 +15,9 @@ collects every test of the contract for it::
 
 - :class:`MessageStoreContract`: appending, reading back, traversal, the feed
   (``read``, ``last_position``), the summaries (``correlations``), the filters and
-  their validation, records turned back into messages, read-only opening;
+  their validation, records turned back into messages, deliveries (received records
+  stored once, delivery records read back, on their nodes and in the summaries),
+  read-only opening;
 - :class:`DurableStoreContract` adds what a store that outlives its object must do:
   keep its records across opens, tolerate concurrent first opens, refuse to open
   read-only where no store exists, and serve a read-only reader while a writer
@@ -38,8 +40,8 @@ autouse fixture method of the subclass::
             return StoreLocation(f"myfile:///{self.directory / 'store'}")
 
 This module imports no database driver, and pytest only while a test runs.
-:func:`sample_record` builds the records the tests append; it is public for a
-backend's own tests.
+:func:`sample_record` and :func:`sample_delivery` build the records the tests
+append; they are public for a backend's own tests.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from .._ids import uuid4
@@ -60,18 +62,26 @@ from ..messages import BaseCommand, BaseEvent
 from ..registry import MessageRegistry
 from ..store import (
     CorrelationSummary,
+    DeliveryRecord,
     HandlerOutcome,
     MessageRecord,
     MessageRecorder,
     MessageStore,
     ReadOnlyStoreError,
     RecordNotReconstructibleError,
+    Statement,
     StoreOpenError,
     StoreWriteError,
     open_store,
 )
 
-__all__ = ["DurableStoreContract", "MessageStoreContract", "StoreLocation", "sample_record"]
+__all__ = [
+    "DurableStoreContract",
+    "MessageStoreContract",
+    "StoreLocation",
+    "sample_delivery",
+    "sample_record",
+]
 
 _Contract = TypeVar("_Contract", bound="MessageStoreContract")
 Scenario = Callable[[_Contract, MessageStore], Awaitable[None]]
@@ -126,6 +136,46 @@ def sample_record(
     }
     values.update(fields)
     return MessageRecord(**values)
+
+
+def sample_delivery(
+    record: MessageRecord,
+    *,
+    attempt: int = 1,
+    outcome: str = "succeeded",
+    group: str = "inventory",
+    **fields: Any,
+) -> DeliveryRecord:
+    """A delivery of ``record``'s message to ``group``, as a consuming service's
+    recorder writes it; ``fields`` override any field.
+
+    >>> placed = sample_record(message_type="orders.OrderPlaced", kind="event")
+    >>> delivery = sample_delivery(placed, attempt=2, outcome="failed")
+    >>> delivery.message_id == placed.message_id, delivery.service, delivery.failed
+    (True, 'inventory', True)
+    """
+    values: dict[str, Any] = {
+        "message_id": record.message_id,
+        "message_type": record.message_type,
+        "correlation_id": record.correlation_id,
+        "service": "inventory",
+        "transport": "memory",
+        "destination": "orders.events",
+        "group": group,
+        "attempt": attempt,
+        "delivery_id": f"{attempt}-0",
+        "outcome": outcome,
+        "handlers": (HandlerOutcome("reserve", "succeeded", 0.25),),
+        "error_type": None,
+        "error_message": None,
+        "duration_ms": 0.5,
+        "recorded_at": datetime.now(UTC),
+    }
+    if outcome == "failed":
+        values["handlers"] = (HandlerOutcome("reserve", "failed", 0.25, "KeyError", "'sku'"),)
+        values.update(error_type="KeyError", error_message="'sku'")
+    values.update(fields)
+    return DeliveryRecord(**values)
 
 
 def _scenario(test: Scenario[_Contract]) -> Callable[[_Contract], None]:
@@ -971,6 +1021,163 @@ class MessageStoreContract:
         )
         assert await store.correlations(requested_by="bob") == []
 
+    # -- deliveries: a message consumed by other services ----------------------------------
+
+    @_scenario
+    async def test_a_received_record_is_stored_only_when_its_message_is_not_stored_yet(
+        self, store: MessageStore
+    ) -> None:
+        placed = sample_record(message_type="orders.OrderPlaced", kind="event", service="orders")
+        await store.append([placed])
+        as_received = dataclasses.replace(placed, service=None, handlers=(), duration_ms=None)
+        reserve = sample_record(parent=placed, message_type="inventory.Reserve", service="inv")
+        await store.append([reserve], received=[as_received])  # no collision
+        assert await store.get(placed.message_id) == dataclasses.replace(
+            placed, position=await _position(store, placed)
+        )
+        assert _ids(await store.read()) == [placed.message_id, reserve.message_id]
+        # Where nobody recorded it, the received record is stored, before its effects.
+        shipped = sample_record(correlation_id="op-2", message_type="orders.Shipped")
+        note = sample_record(correlation_id="op-2", parent=shipped, message_type="inv.Note")
+        await store.append([note], received=[shipped, shipped])
+        assert _ids(await store.by_correlation("op-2")) == [shipped.message_id, note.message_id]
+        await store.append([], received=[shipped])  # a retry finds it: nothing changes
+        assert len(await store.read()) == 4
+        with _raises(StoreWriteError):  # received does not excuse a second record
+            await store.append([shipped], received=[shipped])
+
+    @_scenario
+    async def test_deliveries_read_back_by_message_by_correlation_and_as_a_feed(
+        self, store: MessageStore
+    ) -> None:
+        placed = sample_record(correlation_id="op-1", message_type="orders.OrderPlaced")
+        other = sample_record(correlation_id="op-2", message_type="orders.OrderPlaced")
+        first = sample_delivery(placed, outcome="failed")
+        second = sample_delivery(placed, attempt=2, requested_by="ada", delivery_id=None)
+        billing = sample_delivery(placed, group="billing", service=None)
+        await store.append([placed, other], deliveries=[first])
+        await store.append([], deliveries=[sample_delivery(other)])
+        await store.append_deliveries([second, billing])
+        mine = await store.deliveries_of([str(placed.message_id)])
+        assert [dataclasses.replace(d, position=None) for d in mine] == [first, second, billing]
+        positions = [cast(int, d.position) for d in mine]
+        assert positions == sorted(positions)
+        assert await store.deliveries_by_correlation("op-1") == mine
+        assert [d.message_id for d in await store.deliveries_of([other.message_id])] == [
+            other.message_id
+        ]
+        assert len(await store.deliveries_of([placed.message_id, other.message_id])) == 4
+        assert await store.deliveries_of([]) == []
+        assert await store.deliveries_of([uuid4()]) == []
+        assert await store.deliveries_by_correlation("nobody") == []
+        feed = await store.read_deliveries()
+        assert [d.message_id for d in feed] == [placed.message_id, other.message_id] + [
+            placed.message_id
+        ] * 2
+        assert await store.read_deliveries(after=cast(int, feed[1].position), limit=1) == [
+            feed[2]
+        ]
+        assert await store.read_deliveries(after=cast(int, feed[-1].position)) == []
+        with _raises(ValueError, match="limit"):
+            await store.read_deliveries(limit=0)
+        round_trip = DeliveryRecord.from_dict(json.loads(json.dumps(mine[0].to_dict())))
+        assert round_trip == mine[0]
+
+    @_scenario
+    async def test_deliveries_are_written_with_their_batch_or_not_at_all(
+        self, store: MessageStore
+    ) -> None:
+        placed = sample_record(message_type="orders.OrderPlaced")
+        await store.append([placed])
+        with _raises(StoreWriteError):
+            await store.append([placed], deliveries=[sample_delivery(placed)])
+        assert await store.deliveries_of([placed.message_id]) == []
+        strange = sample_delivery(
+            placed, outcome="failed", error_message="caf\udce9\x00", duration_ms=float("nan")
+        )
+        await store.append_deliveries([strange])
+        (stored,) = await store.deliveries_of([placed.message_id])
+        assert stored.error_message == "caf\\udce9\\u0000" and stored.duration_ms is None
+        assert stored.escaped_fields == ("duration_ms", "error_message")
+
+    @_scenario
+    async def test_a_tree_carries_the_deliveries_of_each_message(self, store: MessageStore) -> None:
+        flow = _order_flow()
+        records = list(flow.values())
+        placed = flow["OrderPlaced"]
+        deliveries = [
+            sample_delivery(placed, outcome="failed"),
+            sample_delivery(placed, attempt=2),
+            sample_delivery(placed, group="billing", service="billing"),
+        ]
+        await store.append(records[:2], deliveries=deliveries[:1])
+        await store.append(records[2:], deliveries=deliveries[1:])
+        (tree,) = await store.build_causation_tree("ext-123")
+        by_type = {node.record.message_type: node for _, node in tree.walk()}
+        shown = [(d.group, d.attempt, d.outcome) for d in by_type["OrderPlaced"].deliveries]
+        assert shown == [("inventory", 1, "failed"), ("inventory", 2, "succeeded"),
+                         ("billing", 1, "succeeded")]  # fmt: skip
+        assert by_type["PlaceOrder"].deliveries == []
+        as_json = json.loads(json.dumps(tree.to_dict()))
+        placed_json = as_json["children"][0]
+        assert [d["attempt"] for d in placed_json["deliveries"]] == [1, 2, 1]
+        assert placed_json["deliveries"][0]["error_type"] == "KeyError"
+        assert as_json["deliveries"] == []
+
+    @_scenario
+    async def test_a_message_left_unhandled_by_a_group_fails_its_operation(
+        self, store: MessageStore
+    ) -> None:
+        operations = _operations()
+        for operation in operations:
+            await store.append(operation)
+        root_a, placed_a = operations[0]
+        root_c = operations[2][0]
+        # op-a: a consumer failed once, then handled it: the operation succeeded.
+        await store.append_deliveries(
+            [sample_delivery(placed_a, outcome="failed"), sample_delivery(placed_a, attempt=2)]
+        )
+        # op-c: dead-lettered by billing after two failures; inventory handled it.
+        dead = [
+            sample_delivery(root_c, group="billing", outcome="failed"),
+            sample_delivery(root_c, group="billing", attempt=2, outcome="failed"),
+            sample_delivery(root_c, group="billing", attempt=2, outcome="dead_lettered"),
+            sample_delivery(root_c),
+        ]
+        await store.append_deliveries(dead)
+        summaries = {s.correlation_id: s for s in await store.correlations()}
+        assert (summaries["op-a"].outcome, summaries["op-a"].failed_count) == ("succeeded", 0)
+        assert (summaries["op-c"].outcome, summaries["op-c"].failed_count) == ("failed", 1)
+        assert summaries["op-c"].message_count == 1
+        failed = await store.correlations(outcome="failed")
+        assert [s.correlation_id for s in failed] == ["op-d", "op-c", "op-b"]
+        assert [s.correlation_id for s in await store.correlations(outcome="succeeded")] == [
+            "op-a"
+        ]
+        # Replayed, then handled: the operation is whole again.
+        await store.append_deliveries(
+            [
+                sample_delivery(root_c, group="billing", attempt=2, outcome="replayed"),
+                sample_delivery(root_c, group="billing", attempt=3),
+            ]
+        )
+        assert [s.correlation_id for s in await store.correlations(outcome="succeeded")] == [
+            "op-c",
+            "op-a",
+        ]
+        assert root_a.correlation_id == "op-a"
+
+    @_scenario
+    async def test_statements_are_refused_by_a_store_that_runs_none(
+        self, store: MessageStore
+    ) -> None:
+        if store.runs_statements:
+            return  # the backend's own tests cover what it runs
+        record = sample_record()
+        with _raises(ValueError, match="runs no SQL statements"):
+            await store.append([record], statements=[Statement("SELECT 1")])
+        assert await store.get(record.message_id) is None
+
     # -- read-only ----------------------------------------------------------------------
 
     @_scenario
@@ -979,6 +1186,8 @@ class MessageStoreContract:
         assert reader.read_only and not store.read_only
         with _raises(ReadOnlyStoreError, match="read-only"):
             await reader.append([sample_record()])
+        with _raises(ReadOnlyStoreError, match="read-only"):
+            await reader.append_deliveries([sample_delivery(sample_record())])
         with _raises(StoreWriteError):  # a ReadOnlyStoreError is a StoreWriteError
             await reader.append([])
         with _raises(ReadOnlyStoreError):
