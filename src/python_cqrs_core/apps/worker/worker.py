@@ -410,10 +410,8 @@ class Worker:
         if self._relay_task is not None and self.relay is not None:
             self.relay.stop()
             clean &= await _finish(self._relay_task, deadline - loop.time())
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+        if self._status_task is not None:  # it ends at its next turn (stop was requested)
+            await _finish(self._status_task, max(deadline - loop.time(), _MEASURE_TIMEOUT))
         try:  # the final figures, the lag left included, while the broker is still open
             async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
                 final = await self.status()
@@ -521,17 +519,24 @@ class Worker:
             else RelayStatus(relay.relay_id, relay.published, relay.retried, relay.failed, backlog),
         )
 
+    async def _stop_within(self, seconds: float) -> bool:
+        """Whether a stop is requested within ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop_requested.wait()
+        return self._stop_requested.is_set()
+
     async def _report(self) -> None:
         """Measure every ``status_interval`` seconds; log a status line when something
         changed since the last one."""
         last = ""
-        while True:
+        # The first measure waits too: the consumers create their groups meanwhile.
+        while not await self._stop_within(self.status_interval):
             status = await self.status()
             line = status.summary()
             if line != last:
                 logger.info("worker %s: %s", self.name, line)
                 last = line
-            await asyncio.sleep(self.status_interval)
 
 
 async def _measure(query: Awaitable[int], what: str) -> int | None:
@@ -545,13 +550,17 @@ async def _measure(query: Awaitable[int], what: str) -> int | None:
 
 async def _finish(task: asyncio.Task[None], seconds: float) -> bool:
     """Wait up to ``seconds`` for ``task`` to end; cancel it after that.  True when it
-    ended on its own."""
+    ended on its own.
+
+    The cancelled task is waited for one second more, not for ever: a cancellation
+    can be lost inside a driver (redis-py swallows one that arrives while a command
+    waits on its socket timeout), and a stop must not hang on it.
+    """
     done, _ = await asyncio.wait({task}, timeout=max(seconds, 0.0))
     if done:
         return not task.cancelled()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.wait({task}, timeout=1.0)
     return False
 
 
