@@ -84,7 +84,8 @@ class MemoryStore(MessageStore):
     ) -> None:
         self._check_open()
         self.check_writable()
-        self.check_statements(statements)
+        if statements:
+            self.check_statements(statements)
         positions = self._positions
         keys = [record.message_id.int for record in records]
         # Validate the whole batch first: all or nothing.
@@ -104,7 +105,7 @@ class MemoryStore(MessageStore):
                     absent.append(record)
             records = [*absent, *records]
             keys = [record.message_id.int for record in records]
-        stored = [storable_delivery(delivery) for delivery in deliveries]
+        stored = [storable_delivery(delivery) for delivery in deliveries] if deliveries else None
         position = len(positions)
         for key in keys:
             position += 1

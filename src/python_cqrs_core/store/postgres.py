@@ -380,7 +380,8 @@ class PostgresStore(MessageStore):
         """
         self._check_open()
         self.check_writable()
-        self.check_statements(statements)
+        if statements:
+            self.check_statements(statements)
         if not (records or received or deliveries):
             return
         try:

@@ -90,7 +90,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from ..context import Consumption, current_consumption
+from ..context import Consumption, _consumption, current_consumption
 from ..errors import exception_message
 from ..headers import trace_headers
 from ..mediator import CallNext, Mediator
@@ -157,7 +157,7 @@ class _Batch:
         self.sealed = False  # committed (or being committed): late entries write alone
         self.started = False  # a root dispatch took it (a batch opened by chain())
         self.consumed = False  # its root is a message received from a broker
-        self.statements: list[Statement] = []
+        self.statements: list[Statement] | None = None  # attached ones, once there are
 
 
 class _Entry:
@@ -318,7 +318,10 @@ class MessageRecorder:
         if batch is None or batch.sealed:
             batch = self._opening.get()
         if batch is not None and not batch.sealed:
-            batch.statements.append(statement)
+            if batch.statements is None:
+                batch.statements = [statement]
+            else:
+                batch.statements.append(statement)
             return
         if self._closed:
             raise RuntimeError("this MessageRecorder is closed")
@@ -361,16 +364,19 @@ class MessageRecorder:
         parent = current.get()
         root = parent is None or parent.batch.sealed
         if root:
-            batch = self._opening.get() or _Batch()
-            if batch.started:  # the block's batch went to an earlier root dispatch
+            batch = self._opening.get()  # a chain() block's, unless taken already
+            if batch is None or batch.started:
                 batch = _Batch()
-            batch.started = True
+            else:
+                batch.started = True
+            entry = _Entry(message, batch, parent)
+            consumption = _consumption.get()
+            if consumption is not None and consumption.message_id == message.request_id:
+                entry.consumption = consumption  # a delivery from a broker
+                batch.consumed = True
         else:
             batch = parent.batch  # type: ignore[union-attr]
-        entry = _Entry(message, batch, parent)
-        if root and (consumption := _consumed(message)) is not None:
-            entry.consumption = consumption
-            batch.consumed = True
+            entry = _Entry(message, batch, parent)
         batch.entries.append(entry)
         token = current.set(entry)
         try:
@@ -541,10 +547,15 @@ class MessageRecorder:
         for entry in done:  # let the chain go as soon as it is written (no cycles)
             entry.parent = None
         # Statements attached to the chain commit only if its root dispatch succeeded.
-        statements = batch.statements if error is None else ()
+        statements = batch.statements if batch.statements and error is None else ()
         if not batch.consumed:
             records: list[MessageRecord] = [entry.record for entry in done]  # type: ignore[misc]
-            if await self._write(records, error, statements=statements):
+            written = (
+                await self._write(records, error, statements=statements)
+                if statements
+                else await self._write(records, error)
+            )
+            if written:
                 self._remember([entry.message for entry in done])
             return
         # The root is a consumed message: its record if absent, and its delivery.
