@@ -203,6 +203,9 @@ def test_a_replay_keeps_the_ids_and_is_recorded_under_the_message(letters):
     assert replayed["service"] == "cqrs-cli"
     assert replayed["causation_id"] == str(found.order.request_id)
     assert replayed["payload"]["replayed_message_id"] == str(found.order.request_id)
+    assert [(d["outcome"], d["requested_by"]) for d in tree["deliveries"]] == [
+        ("replayed", "operator:bob")
+    ]
 
     # the message itself went back to its group, unchanged
     async def redeliver() -> Any:

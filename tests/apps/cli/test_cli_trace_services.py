@@ -57,20 +57,18 @@ async def record_two_services(url: str) -> None:
             inventory
         )
 
+        @inventory.handler(OrderPlaced)
+        async def on_order_placed(event: OrderPlaced) -> None:
+            await inventory.send(ReserveInventory(order_id=event.order_id))
+
         @inventory.handler(ReserveInventory)
         async def reserve(command: ReserveInventory) -> None:
             await inventory.publish(InventoryReserved(order_id=command.order_id))
 
-        # The consumer's own bus hands the event on: OrderPlaced was recorded by
-        # orders, where it was dispatched; what it causes is inventory's.
-        deliveries = Mediator()
-
-        @deliveries.handler(OrderPlaced)
-        async def on_order_placed(event: OrderPlaced) -> None:
-            await inventory.send(ReserveInventory(order_id=event.order_id))
-
         await orders.send(PlaceOrder(order_id=7, correlation_id="checkout-7", requested_by="ada"))
-        consumer = Consumer(deliveries, broker, CODEC, "orders.events", "inventory", wait=0)
+        # OrderPlaced was recorded by orders; inventory records its delivery, and what
+        # its handlers dispatch
+        consumer = Consumer(inventory, broker, CODEC, "orders.events", "inventory", wait=0)
         assert await consumer.process_batch() == 1
         await orders_recorder.close()
         await inventory_recorder.close()
@@ -99,15 +97,16 @@ def test_one_tree_across_two_services_names_the_service_of_each_node(postgres_da
     [root] = json.loads(cqrs("trace", "checkout-7", "--store", url, "--json").stdout)
     services, node = [], root
     while True:
-        services.append((node["message_type"].rpartition(".")[2], node["service"]))
+        delivered = [(d["service"], d["group"], d["outcome"]) for d in node["deliveries"]]
+        services.append((node["message_type"].rpartition(".")[2], node["service"], delivered))
         if not node["children"]:
             break
         [node] = node["children"]
     assert services == [
-        ("PlaceOrder", "orders"),
-        ("OrderPlaced", "orders"),
-        ("ReserveInventory", "inventory"),
-        ("InventoryReserved", "inventory"),
+        ("PlaceOrder", "orders", []),
+        ("OrderPlaced", "orders", [("inventory", "inventory", "succeeded")]),
+        ("ReserveInventory", "inventory", []),
+        ("InventoryReserved", "inventory", []),
     ]
 
     flat = cqrs("trace", "checkout-7", "--store", url, "--flat")

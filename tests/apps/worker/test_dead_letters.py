@@ -118,6 +118,12 @@ async def test_a_replay_keeps_the_ids_and_is_recorded_under_the_message(make_tra
     assert record.causation_id == str(event.request_id)
     assert record.requested_by == "operator:bob"
     assert record.payload["dead_letter_id"] == letter.dead_letter_id
+    # the group's latest word on the message is now the replay, not the dead letter
+    [delivery] = await store.deliveries_of([event.request_id])
+    assert (delivery.outcome, delivery.group, delivery.service) == ("replayed", "stock", "cqrs-cli")
+    assert (delivery.requested_by, delivery.delivery_id) == ("operator:bob", replay.replayed_as)
+    assert delivery.correlation_id == "checkout-7"
+    assert delivery.error_message == letter.reason
 
     # the group gets the very message again, and this time handles it
     service = StockService()
@@ -157,3 +163,4 @@ async def test_replaying_an_undecodable_message_records_a_chain_of_its_own(make_
     [record] = await store.by_correlation(str(replay.recorded.request_id))
     assert record.message_type == "python_cqrs_core.DeadLetterReplayed"
     assert record.payload["replayed_message_id"] is None
+    assert await store.deliveries_by_correlation(str(replay.recorded.request_id)) == []

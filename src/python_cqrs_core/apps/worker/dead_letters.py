@@ -11,10 +11,17 @@ runs, on any :class:`~python_cqrs_core.transports.Transport`::
 
 **A replay is part of the chain.**  The replayed message keeps its message id and
 correlation id (the transport hands it back unchanged), and, given a ``store``, the
-replay itself is recorded there as a :class:`DeadLetterReplayed` event whose
-correlation id is the message's and whose cause is the message: ``cqrs trace``
-shows who replayed it, and when, under the message that had been dead-lettered (when
-that message was recorded), before what its handlers do on the second try.
+replay itself is recorded there twice over:
+
+- as a :class:`DeadLetterReplayed` event whose correlation id is the message's and
+  whose cause is the message: ``cqrs trace`` shows who replayed it, and when, as a
+  node under the message that had been dead-lettered (when that message was
+  recorded);
+- as a *delivery* of the message to its group with the outcome ``replayed``
+  (:class:`~python_cqrs_core.store.DeliveryRecord`, ``requested_by`` the operator):
+  the dead letter is then no longer the group's latest word on the message, so the
+  operation's summary stops counting it as failed, until the next attempt says how
+  it went.  (Only for a message whose id is valid: a delivery belongs to a message.)
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 from urllib.parse import unquote
 from uuid import UUID
@@ -36,7 +44,7 @@ from ...names import (
     WIRE_MESSAGE_TYPE,
     WIRE_REQUESTED_BY,
 )
-from ...store import MessageRecorder, MessageStore
+from ...store import DeliveryRecord, MessageRecorder, MessageStore
 from ...transports import DeadLetter, Transport
 from ...validation import (
     validate_correlation_id,
@@ -106,7 +114,8 @@ class DeadLetterIdentity:
 @dataclass(frozen=True, slots=True)
 class Replay:
     """One dead letter replayed: the letter, the broker's id of the new delivery, and
-    the :class:`DeadLetterReplayed` event recorded for it (``None`` without a store)."""
+    the :class:`DeadLetterReplayed` event recorded for it (``None`` without a store;
+    the ``replayed`` delivery recorded with it is in the store's deliveries)."""
 
     letter: DeadLetter
     replayed_as: str
@@ -235,7 +244,8 @@ async def replay_dead_letter(
 
     The replay comes first: a dead letter someone else replayed meanwhile raises
     :class:`LookupError` and records nothing.  If recording then fails, the store's
-    error propagates; the message was replayed all the same.
+    error propagates; the message was replayed all the same.  With a store, a
+    ``replayed`` delivery of the message is recorded too (see the module docs).
     """
     replayed_as = await transport.replay(letter)
     if store is None:
@@ -260,4 +270,27 @@ async def replay_dead_letter(
         await bus.publish(event)
     finally:
         await recorder.close()
+    if found.message_id is not None:
+        await store.append_deliveries(
+            [
+                DeliveryRecord(
+                    message_id=found.message_id,
+                    message_type=found.message_type,
+                    correlation_id=found.correlation_id or str(found.message_id),
+                    service=service,
+                    transport=transport.name,
+                    destination=letter.destination,
+                    group=letter.group,
+                    attempt=1,  # the transport hands it back as a first attempt
+                    delivery_id=replayed_as,
+                    outcome="replayed",
+                    handlers=(),
+                    error_type=None,
+                    error_message=letter.reason,
+                    duration_ms=None,
+                    recorded_at=datetime.now(UTC),
+                    requested_by=requested_by,
+                )
+            ]
+        )
     return Replay(letter, replayed_as, event)

@@ -65,7 +65,15 @@ from ...names import (
     WORKER_LOGGER,
 )
 from ...outbox.relay import OutboxEvent, OutboxRelay
-from ...transports import Backoff, Consumer, DeliveryEvent, Inbox, Transport, UnitOfWork
+from ...transports import (
+    Backoff,
+    Consumer,
+    DeliveryEvent,
+    DeliveryListener,
+    Inbox,
+    Transport,
+    UnitOfWork,
+)
 from ...validation import validate_type_name
 
 __all__ = [
@@ -93,9 +101,11 @@ class Subscription:
     The worker builds a :class:`~python_cqrs_core.transports.Consumer` from it, on the
     worker's ``bus``, ``transport`` and ``codec``; the other fields are the
     consumer's (``inbox``, ``unit_of_work``, ``max_attempts``, ``backoff``,
-    ``batch_size``, ``wait``).  ``concurrency`` consumer loops of the subscription run
-    side by side in the worker (each receives its own batches; a batch is already
-    handled concurrently, one correlation id at a time).
+    ``batch_size``, ``wait``, and ``listeners`` of its delivery outcomes, such as a
+    :class:`~python_cqrs_core.store.DeliveryRecorder` recording its dead letters).
+    ``concurrency`` consumer loops of the subscription run side by side in the worker
+    (each receives its own batches; a batch is already handled concurrently, one
+    correlation id at a time).
 
     >>> Subscription("orders.events", group="inventory", concurrency=0)
     Traceback (most recent call last):
@@ -111,6 +121,7 @@ class Subscription:
     backoff: Backoff | None = None
     batch_size: int = 32
     wait: float = 1.0
+    listeners: tuple[DeliveryListener, ...] = ()
     concurrency: int = 1
 
     def __post_init__(self) -> None:
@@ -292,6 +303,7 @@ class Worker:
                         backoff=item.backoff,
                         batch_size=item.batch_size,
                         wait=item.wait,
+                        listeners=item.listeners,
                     )
                 )
         if not self._consumers and relay is None:
