@@ -645,7 +645,7 @@ def test_a_codec_naming_its_service_sends_it_and_the_consumer_reads_it(codec: En
 
 
 def test_a_service_name_is_checked_like_a_type_name(codec: EnvelopeCodec):
-    with pytest.raises(ValueError, match="^service .*got 'the orders'"):
+    with pytest.raises(ValueError, match=r"^service .*got 'the orders'"):
         EnvelopeCodec(REGISTRY, service="the orders")
     headers, body = encoded(codec)
     for hostile in ("orders service", "x" * 10_000, "orders\x1b[2J"):

@@ -174,7 +174,8 @@ async def test_an_inbox_mark_of_a_delivery_never_dispatched_is_never_written(tmp
         outbox = backend.storage
         assert isinstance(outbox, SQLiteOutbox)
         message_id = "00000000-0000-4000-8000-000000000002"
-        delivery = Delivery("memory", "orders", "billing", "1-0", {WIRE_MESSAGE_ID: message_id}, b"")
+        headers = {WIRE_MESSAGE_ID: message_id}
+        delivery = Delivery("memory", "orders", "billing", "1-0", headers, b"")
         async with outbox.unit_of_work(delivery) as transaction:
             assert await transaction.mark_handled("billing", message_id)
         # The block ended before the message was dispatched: its mark went nowhere.

@@ -1074,9 +1074,7 @@ class MessageStoreContract:
         assert [d.message_id for d in feed] == [placed.message_id, other.message_id] + [
             placed.message_id
         ] * 2
-        assert await store.read_deliveries(after=cast(int, feed[1].position), limit=1) == [
-            feed[2]
-        ]
+        assert await store.read_deliveries(after=cast(int, feed[1].position), limit=1) == [feed[2]]
         assert await store.read_deliveries(after=cast(int, feed[-1].position)) == []
         with _raises(ValueError, match="limit"):
             await store.read_deliveries(limit=0)
@@ -1151,9 +1149,7 @@ class MessageStoreContract:
         assert summaries["op-c"].message_count == 1
         failed = await store.correlations(outcome="failed")
         assert [s.correlation_id for s in failed] == ["op-d", "op-c", "op-b"]
-        assert [s.correlation_id for s in await store.correlations(outcome="succeeded")] == [
-            "op-a"
-        ]
+        assert [s.correlation_id for s in await store.correlations(outcome="succeeded")] == ["op-a"]
         # Replayed, then handled: the operation is whole again.
         await store.append_deliveries(
             [
