@@ -299,3 +299,13 @@ def test_naming_a_dead_letter_and_all_is_refused():
         result = cqrs("dlq", "replay", *args, "-d", DESTINATION, "--transport", REDIS_URL)
         assert result.exit_code == 2
         assert result.output.startswith("error: name one dead letter to replay, or give --all")
+
+
+def test_the_list_fits_the_terminal_by_cutting_the_reasons(letters):
+    found = letters()
+    result = cqrs("dlq", "list", "-d", DESTINATION, *found.options, env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert all(line.rstrip().endswith("…") for line in lines[2:])  # the reasons are long
+    assert "stock  OrderPlaced" in result.stdout  # the other columns are whole

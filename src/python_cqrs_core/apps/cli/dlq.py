@@ -82,6 +82,7 @@ PREFIX_ENV: Final = "CQRS_TRANSPORT_PREFIX"
 """The environment variable ``--transport-prefix`` defaults to."""
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _BODY_SHOWN: Final = 64 * 1024  # characters of a body that is not JSON shown by `show`
+_NATURAL_WIDTH: Final = 100_000  # a console this wide prints a table at its own width
 T = TypeVar("T")
 
 dlq_app = typer.Typer(
@@ -200,31 +201,38 @@ def _body(raw: bytes) -> tuple[Any, str | None]:
         return None, raw.decode("utf-8", "backslashreplace")
 
 
-def render_dead_letters(letters: list[DeadLetter]) -> Table:
-    """Dead letters as a table, one line each: id, group, message type (short), message
-    id (8 hex digits), correlation id, attempts, when (UTC) and the first line of the
-    reason.  Every value is escaped."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("dead letter", no_wrap=True)
-    table.add_column("group", overflow="fold")
-    table.add_column("type", overflow="fold")
-    table.add_column("message", no_wrap=True)
-    table.add_column("correlation", overflow="fold")
-    table.add_column("attempts", justify="right", no_wrap=True)
-    table.add_column("dead-lettered (UTC)", no_wrap=True)
-    table.add_column("reason", overflow="fold")
+def render_dead_letters(letters: list[DeadLetter], width: int = 100) -> Table:
+    """Dead letters as a table of at most ``width`` columns, one line each: id, group,
+    message type (short), message id (8 hex digits), correlation id, attempts, when
+    (UTC), and the first line of the reason, cut with ``…`` to what the width leaves
+    (at least 16 characters; ``cqrs dlq show`` prints it whole).  Every value is
+    escaped."""
+    rows: list[list[str]] = []
     for letter in letters:
         found = identity_of(letter)
-        table.add_row(
-            printable(letter.dead_letter_id),
-            printable(letter.group),
-            Text(printable(display_type_name(found.message_type or "?")), style="bold"),
-            short_id(found.message_id) if found.message_id else "?",
-            printable(found.correlation_id or "?"),
-            str(letter.attempts),
-            letter.dead_lettered_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            Text(printable(first_line(letter.reason, limit=160)), style="red"),
+        rows.append(
+            [
+                printable(letter.dead_letter_id),
+                printable(letter.group),
+                printable(display_type_name(found.message_type or "?")),
+                short_id(found.message_id) if found.message_id else "?",
+                printable(found.correlation_id or "?"),
+                str(letter.attempts),
+                letter.dead_lettered_at.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
+                printable(first_line(letter.reason, limit=400)),
+            ]
         )
+    headers = ("dead letter", "group", "type", "message", "correlation", "tries", "when (UTC)")
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    # each column but the reason is followed by two spaces (its padding, a separator)
+    room = max(width - sum(widths) - 2 * len(widths), 16)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    for header in headers:
+        table.add_column(header, no_wrap=True, justify="right" if header == "tries" else "left")
+    table.add_column("reason", no_wrap=True)
+    for row in rows:
+        reason = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        table.add_row(*row[:2], Text(row[2], style="bold"), *row[3:-1], Text(reason, style="red"))
     return table
 
 
@@ -245,14 +253,15 @@ def render_dead_letter(letter: DeadLetter) -> RenderableType:
         ("caused by", found.causation_id or "-"),
         ("requested by", found.requested_by or "-"),
     ]
-    width = max(len(label) for label, _ in fields) + 2
+    from .commands import _Hanging  # commands imports this module: imported here
+
     title = Text("dead letter ", style="bold")
     title.append(printable(letter.dead_letter_id))
+    width = max(len(label) for label, _ in fields) + 1
     lines: list[RenderableType] = [title]
-    for label, value in fields:
-        line = Text(f"{label:<{width}}", style="bold")
-        line.append(printable(value, keep_newlines=label == "reason"))
-        lines.append(line)
+    for label, value in fields:  # a long value wraps under itself, right of its label
+        shown = Text(printable(value, keep_newlines=label == "reason"))
+        lines.append(_Hanging(Text(f"{label:<{width}}", style="bold"), shown))
     lines.append(Text("headers", style="bold"))
     for name, value in sorted(letter.headers.items()):
         lines.append(Text(f"  {printable(name)}: {printable(value)}"))
@@ -263,8 +272,7 @@ def render_dead_letter(letter: DeadLetter) -> RenderableType:
         lines += [heading, Text(terminal_json(body))]
     else:
         heading.append(", not JSON)", style="bold")
-        shown = printable(text[:_BODY_SHOWN], keep_newlines=True)
-        lines += [heading, Text(shown)]
+        lines += [heading, Text(printable(text[:_BODY_SHOWN], keep_newlines=True))]
         if len(text) > _BODY_SHOWN:
             lines.append(Text(f"... {len(text) - _BODY_SHOWN} more characters", style="dim"))
     return Group(*lines)
@@ -354,7 +362,7 @@ def list_dead_letters(
     One line each: dead-letter id, group, message type, message id, correlation id,
     attempts, when, and the reason.
     """
-    from .commands import _print_json, _print_table, _stdout, _user_errors
+    from .commands import _console, _print_json, _stdout, _user_errors
 
     with _user_errors():
         where = _checked_destination(destination)
@@ -366,7 +374,10 @@ def list_dead_letters(
         if as_json:
             _print_json([dead_letter_dict(letter) for letter in letters])
         elif letters:
-            _print_table(_stdout(), render_dead_letters(letters))
+            # The table fits the terminal by itself (it cuts the reasons): printed at its
+            # natural width, so that rich does not squeeze its other columns.
+            table = render_dead_letters(letters, _stdout().width)
+            _console(width=_NATURAL_WIDTH).print(table, crop=False)
         else:
             suffix = "" if group is None else f" of group {printable(group)}"
             _stdout().print(f"no dead letters in {printable(where)}{suffix}")
@@ -549,9 +560,9 @@ def _replay_line(done: Replay) -> Text:
     line.append(f"  {printable(display_type_name(found.message_type or '?'))}", style="bold")
     line.append(f" {short_id(found.message_id) if found.message_id else '?'}")
     line.append(f"  correlation {printable(found.correlation_id or '?')}")
-    line.append(f"  to group {printable(done.letter.group)} as {printable(done.replayed_as)}")
+    line.append(f"  to group {printable(done.letter.group)}")
     if done.recorded is not None:
-        line.append(f"  (recorded as {short_id(done.recorded.request_id)})", style="dim")
+        line.append(f"  (recorded: {short_id(done.recorded.request_id)})", style="dim")
     return line
 
 
