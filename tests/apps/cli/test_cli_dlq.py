@@ -186,7 +186,7 @@ def test_a_replay_keeps_the_ids_and_is_recorded_under_the_message(letters):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("replayed ")
-    assert f"OrderPlaced {found.order.request_id.hex[:8]}  correlation checkout-7" in result.stdout
+    assert f"OrderPlaced {found.order.request_id.hex[:8]}  checkout-7  -> stock" in result.stdout
     assert f"1 replay recorded in {found.store_url} by operator:bob" in result.stdout
     remaining = listed(found)
     assert [letter["message_id"] for letter in remaining] == [None]  # the junk stays
@@ -240,7 +240,7 @@ def test_replay_all_needs_a_confirmation_and_without_a_store_records_nothing(let
     )
     assert done.exit_code == 0, done.output
     assert done.stdout.count("replayed ") == 2
-    assert "not recorded in a message store" in done.stdout
+    assert "not recorded: no --store, no $CQRS_STORE_URL" in done.stdout
     assert {letter["group"] for letter in listed(found)} == {"stock"}
 
 

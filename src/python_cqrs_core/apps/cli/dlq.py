@@ -218,7 +218,7 @@ def render_dead_letters(letters: list[DeadLetter], width: int = 100) -> Table:
                 short_id(found.message_id) if found.message_id else "?",
                 printable(found.correlation_id or "?"),
                 str(letter.attempts),
-                letter.dead_lettered_at.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
+                letter.dead_lettered_at.astimezone(UTC).strftime("%m-%d %H:%M"),
                 printable(first_line(letter.reason, limit=400)),
             ]
         )
@@ -527,11 +527,7 @@ def replay(
         for done in replays:
             console.print(_replay_line(done))
         if store_url is None:
-            console.print(
-                f"not recorded in a message store (give --store or set ${STORE_URL_ENV} to "
-                "record replays in their chains)",
-                style="dim",
-            )
+            console.print(f"not recorded: no --store, no ${STORE_URL_ENV}", style="dim")
         else:
             console.print(
                 f"{_count(replays)} recorded in {printable(store_url.shown)} by "
@@ -559,10 +555,10 @@ def _replay_line(done: Replay) -> Text:
     line.append(printable(done.letter.dead_letter_id))
     line.append(f"  {printable(display_type_name(found.message_type or '?'))}", style="bold")
     line.append(f" {short_id(found.message_id) if found.message_id else '?'}")
-    line.append(f"  correlation {printable(found.correlation_id or '?')}")
-    line.append(f"  to group {printable(done.letter.group)}")
+    line.append(f"  {printable(found.correlation_id or '?')}")
+    line.append(f"  -> {printable(done.letter.group)}")
     if done.recorded is not None:
-        line.append(f"  (recorded: {short_id(done.recorded.request_id)})", style="dim")
+        line.append(f"  recorded: {short_id(done.recorded.request_id)}", style="dim")
     return line
 
 
