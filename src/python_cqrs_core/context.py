@@ -185,8 +185,9 @@ class Consumption:
     the FastStream middleware) describe each delivery with one, through
     :func:`consuming`; the message recorder reads it to record the *delivery* of a
     message another service may have recorded already, instead of recording the
-    message twice.  ``service`` is the producer's (from the wire), ``consumer_service``
-    the consuming one's; ``attempt`` is 1 on the first delivery to the group.
+    message twice.  ``service`` is the producer's, from the wire's ``cqrs-service``
+    header when it carried one (the consuming service is the recorder's own); ``attempt``
+    is 1 on the first delivery to the group.
     """
 
     message_id: UUID
