@@ -34,12 +34,13 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 from uuid import UUID
 
-from ..store import CausationNode, MessageRecord, assemble_trees
+from ..store import CausationNode, DeliveryRecord, MessageRecord, assemble_trees
 
 __all__ = [
     "ErrorSummary",
     "chronological",
     "clock",
+    "delivery_line",
     "display_handler_name",
     "display_type_name",
     "duration",
@@ -256,7 +257,7 @@ class ErrorSummary(NamedTuple):
         return f"{self.type}: {self.message}" if self.message else self.type
 
 
-def error_summary(record: MessageRecord) -> ErrorSummary | None:
+def error_summary(record: MessageRecord | DeliveryRecord) -> ErrorSummary | None:
     """The error a failed record shows, ``None`` for a record that succeeded.
 
     The record's own error if it has one (the first failure of its dispatch), else
@@ -282,6 +283,47 @@ def error_summary(record: MessageRecord) -> ErrorSummary | None:
                 handler.error_type or "Exception", first_line(handler.error_message or "")
             )
     return ErrorSummary("Exception", "")
+
+
+_DELIVERY_OUTCOMES: Final = {
+    "succeeded": "handled",
+    "failed": "failed",
+    "dead_lettered": "dead-lettered",
+    "replayed": "replayed",
+}
+
+
+def delivery_line(delivery: DeliveryRecord) -> str:
+    """One delivery of a message to a consumer group, on one line: who consumed it, from
+    where, which attempt, how it ended and why (the text is as stored: pass it through
+    :func:`printable` before printing it).
+
+    >>> from datetime import UTC, datetime
+    >>> from uuid import UUID
+    >>> from python_cqrs_core.store import DeliveryRecord
+    >>> failed = DeliveryRecord(
+    ...     UUID(int=7), "orders.OrderPlaced", "op-1", "inventory", "redis",
+    ...     "orders.events", "inventory", 2, "1712-0", "failed", (), "TimeoutError",
+    ...     "the warehouse did not answer", 12.5, datetime(2026, 1, 1, tzinfo=UTC))
+    >>> print(delivery_line(failed).replace("  ", "\n"))
+    inventory (group inventory, redis orders.events) attempt 2: failed 12.5 ms
+    TimeoutError: the warehouse did not answer
+    """
+    who = delivery.service or "?"
+    line = (
+        f"{who} (group {delivery.group}, {delivery.transport} {delivery.destination}) "
+        f"attempt {delivery.attempt}: {_DELIVERY_OUTCOMES.get(delivery.outcome, delivery.outcome)}"
+    )
+    if delivery.duration_ms is not None:
+        line += f" {duration(delivery.duration_ms)}"
+    if delivery.requested_by is not None:
+        line += f" by {delivery.requested_by}"
+    error = error_summary(delivery)
+    if error is not None:
+        line += f"  {error}"
+    elif delivery.outcome == "replayed" and delivery.error_message:
+        line += f"  (was: {first_line(delivery.error_message)})"
+    return line
 
 
 # -- order and shape -----------------------------------------------------------------------

@@ -193,10 +193,13 @@ def test_a_replay_keeps_the_ids_and_is_recorded_under_the_message(letters):
 
     trace = cqrs("trace", "checkout-7", "--store", found.store_url)
     assert trace.exit_code == 0, trace.output
-    lines = trace.stdout.splitlines()
+    # the messages, and under OrderPlaced what became of it in the consuming groups
+    deliveries = [line for line in trace.stdout.splitlines() if "⇢" in line]
+    lines = [line for line in trace.stdout.splitlines() if "⇢" not in line]
     assert "OrderPlaced" in lines[1] and "[shop]" in lines[1]
     assert "DeadLetterReplayed" in lines[2] and "[cqrs-cli]" in lines[2]
     assert "by operator:bob" in lines[2] and lines[2].startswith("└── ")
+    assert any("replayed by operator:bob" in line for line in deliveries)
     [tree] = json.loads(cqrs("trace", "checkout-7", "--store", found.store_url, "--json").stdout)
     [replayed] = tree["children"]
     assert replayed["message_type"] == "python_cqrs_core.DeadLetterReplayed"

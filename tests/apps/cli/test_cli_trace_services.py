@@ -80,8 +80,12 @@ def test_one_tree_across_two_services_names_the_service_of_each_node(postgres_da
 
     tree = cqrs("trace", "checkout-7", "--store", url)
     assert tree.exit_code == 0, tree.output
-    heading, *lines = tree.stdout.splitlines()
+    heading, *all_lines = tree.stdout.splitlines()
     assert heading.startswith("correlation checkout-7  4 messages, 0 failed, 1 root, by ada")
+    # under OrderPlaced, its delivery to the inventory group (a line of its own)
+    [delivery] = [line for line in all_lines if "⇢" in line]
+    assert "inventory (group inventory, memory orders.events) attempt 1: handled" in delivery
+    lines = [line for line in all_lines if "⇢" not in line]
     # (depth of the outcome mark, type, service) of each line of the tree
     shape = [
         (line.index("✓"), line.split("✓ ")[1].split()[1], line.split("[")[1].split("]")[0])

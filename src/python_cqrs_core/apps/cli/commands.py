@@ -78,6 +78,7 @@ from ...validation import validate_correlation_id
 from ..presentation import (
     chronological,
     clock,
+    delivery_line,
     display_handler_name,
     display_type_name,
     duration,
@@ -608,6 +609,12 @@ def _tree_label(node: CausationNode, *, full_ids: bool) -> _Hanging:
     if node.orphan:
         cause = printable(short_id(node.record.causation_id, full=full_ids))
         note = Text(f"  (caused by {cause}, which is not in this tree)", style="yellow")
+    if node.deliveries:  # what became of it in the services that consumed it
+        note = note or Text()
+        for delivery in node.deliveries:
+            mark = _FAILED if delivery.failed else _OK
+            style = "red" if delivery.failed else "dim"
+            note.append(f"\n{mark} ⇢ {printable(delivery_line(delivery))}", style=style)
     return _node_label(node.record, full_ids=full_ids, note=note)
 
 
