@@ -16,7 +16,10 @@ application).  Four jobs, each with its own bus:
 - ``sqlite``: ``MessageRecorder`` on a new SQLite store, ``durability="sync"`` (every
   ``send`` returns after its chain is committed; concurrent chains share commits);
 - ``sqlite_1m``: the same on an SQLite store that already holds 1,000,000 records
-  (chains of the same shape, random uuid4 ids).  It is built once, fast (rows
+  (chains of the same shape, random uuid4 ids);
+- ``sqlite_v7`` and ``sqlite_1m_v7``: the last two with messages that mix in
+  ``TimeOrderedIds`` (UUIDv7 ``request_id``s, an option; the 1M store filled with
+  time-ordered ids too), to show what the option buys.  It is built once, fast (rows
   inserted without indexes, indexes built afterwards, as ``CREATE INDEX`` sorts),
   and cached under ``--data-dir`` (default ``/tmp/cqrs-store-bench``, outside the
   repository), per schema version; each run copies nothing and appends to it.
@@ -30,7 +33,8 @@ ratio is the median
 over rounds of (this job's time per chain / the reference's, *same round*), which
 cancels the machine's drift.  Printed: us per chain (median over rounds) and the
 paired ratios ``memory / unrecorded``, ``sqlite / unrecorded`` and
-``sqlite_1m / sqlite``, with their targets (3x, 6x, 1.25x).
+``sqlite_1m / sqlite`` (and ``sqlite_1m_v7 / sqlite_v7``), with their targets (3x, 6x,
+1.25x).
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from python_cqrs_core import BaseCommand, BaseEvent, Mediator, uuid4
+from python_cqrs_core import BaseCommand, BaseEvent, Mediator, TimeOrderedIds, uuid4, uuid7
 from python_cqrs_core.store import (
     HandlerOutcome,
     MessageRecord,
@@ -64,7 +69,7 @@ from python_cqrs_core.store.migrations import LATEST_VERSION
 
 IN_FLIGHT = 100
 FILL = 1_000_000
-TARGETS = {"memory": 3.0, "sqlite": 6.0, "sqlite_1m": 1.25}
+TARGETS = {"memory": 3.0, "sqlite": 6.0, "sqlite_1m": 1.25, "sqlite_1m_v7": 1.25}
 
 
 class CreateUser(BaseCommand):
@@ -79,28 +84,45 @@ class UserCreated(BaseEvent):
     email: str
 
 
+class CreateUserV7(TimeOrderedIds, BaseCommand):
+    __message_type__ = "bench.CreateUserV7"
+    name: str
+    email: str
+
+
+class UserCreatedV7(TimeOrderedIds, BaseEvent):
+    __message_type__ = "bench.UserCreatedV7"
+    name: str
+    email: str
+
+
 Op = Callable[[], Awaitable[Any]]
 
 
-def chain_bus(store: MessageStore | None) -> tuple[Op, MessageRecorder | None]:
+def chain_bus(
+    store: MessageStore | None, *, time_ordered: bool = False
+) -> tuple[Op, MessageRecorder | None]:
     """One op of a job: ``IN_FLIGHT`` chains in flight on a bus of its own."""
     bus = Mediator()
+    command_type, event_type = (
+        (CreateUserV7, UserCreatedV7) if time_ordered else (CreateUser, UserCreated)
+    )
 
     async def create(command: CreateUser) -> int:
-        await bus.publish(UserCreated(name=command.name, email=command.email))
+        await bus.publish(event_type(name=command.name, email=command.email))
         return 42
 
     async def created(event: UserCreated) -> None:
         return None
 
-    bus.register(CreateUser, create)
-    bus.subscribe(UserCreated, created)
+    bus.register(command_type, create)
+    bus.subscribe(event_type, created)
     recorder = None if store is None else MessageRecorder(store).install(bus)
     send, gather = bus.send, asyncio.gather
 
     async def op() -> None:
         await gather(
-            *[send(CreateUser(name="Ada", email="ada@example.com")) for _ in range(IN_FLIGHT)]
+            *[send(command_type(name="Ada", email="ada@example.com")) for _ in range(IN_FLIGHT)]
         )
 
     return op, recorder
@@ -109,9 +131,9 @@ def chain_bus(store: MessageStore | None) -> tuple[Op, MessageRecorder | None]:
 # -- the 1M-record store ---------------------------------------------------------------
 
 
-def filler_chain(now: datetime) -> list[MessageRecord]:
-    """Two records shaped like the benchmark's chain, with fresh uuid4 ids."""
-    command_id, event_id = uuid4(), uuid4()
+def filler_chain(now: datetime, new_id: Callable[[], UUID] = uuid4) -> list[MessageRecord]:
+    """Two records shaped like the benchmark's chain, with fresh ids (uuid4 by default)."""
+    command_id, event_id = new_id(), new_id()
     payload = {"name": "Ada", "email": "ada@example.com"}
     command = MessageRecord(
         command_id, "command", "bench.CreateUser", str(command_id), None, None, now, now,
@@ -126,9 +148,11 @@ def filler_chain(now: datetime) -> list[MessageRecord]:
     return [command, event]
 
 
-async def filled_store(data_dir: Path, size: int) -> str:
+async def filled_store(data_dir: Path, size: int, *, time_ordered: bool = False) -> str:
     """The URL of an SQLite store holding ``size`` records (built once, cached)."""
-    path = data_dir / f"recording-{size}-v{LATEST_VERSION}.db"
+    kind = "-uuid7" if time_ordered else ""
+    new_id = uuid7 if time_ordered else uuid4
+    path = data_dir / f"recording-{size}{kind}-v{LATEST_VERSION}.db"
     url = f"sqlite:///{path}"
     if path.exists():
         return url
@@ -137,7 +161,7 @@ async def filled_store(data_dir: Path, size: int) -> str:
     remove_database(building)
     async with await open_store(f"sqlite:///{building}") as store:
         # One real append: the backend encodes the rows, and writes the opening flags.
-        await store.append(filler_chain(datetime.now(UTC)))
+        await store.append(filler_chain(datetime.now(UTC), new_id))
     writer = RowWriter(SQLITE)  # the store's own encoding of records into rows
     insert = (
         f"INSERT INTO cqrs_messages ({', '.join(writer.names)}, opens_correlation) "
@@ -164,7 +188,7 @@ async def filled_store(data_dir: Path, size: int) -> str:
     while written < size:
         rows = []
         for _ in range(min(50_000, size - written) // 2):
-            command, event = writer.rows(filler_chain(now))
+            command, event = writer.rows(filler_chain(now, new_id))
             command.append(1)  # opens its correlation
             event.append(0)
             rows += (command, event)
@@ -225,23 +249,29 @@ async def main() -> int:
     parser.add_argument("--json", type=Path, help="write every sample here")
     parser.add_argument(
         "--profile",
-        choices=["unrecorded", "memory", "sqlite", "sqlite_1m"],
+        choices=["unrecorded", "memory", "sqlite", "sqlite_1m", "sqlite_v7", "sqlite_1m_v7"],
         help="instead of the rounds, cProfile 30 ops of one job and print the top",
     )
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     filled_url = await filled_store(args.data_dir, args.fill)
+    filled_v7_url = await filled_store(args.data_dir, args.fill, time_ordered=True)
     empty_path = args.data_dir / f"recording-empty-{os.getpid()}.db"
+    empty_v7_path = args.data_dir / f"recording-empty-uuid7-{os.getpid()}.db"
     stores = [
         await open_store("memory://"),
         await open_store(f"sqlite:///{empty_path}"),
         await open_store(filled_url),
+        await open_store(f"sqlite:///{empty_v7_path}"),
+        await open_store(filled_v7_url),
     ]
     jobs_and_recorders = {
         "unrecorded": chain_bus(None),
         "memory": chain_bus(stores[0]),
         "sqlite": chain_bus(stores[1]),
         "sqlite_1m": chain_bus(stores[2]),
+        "sqlite_v7": chain_bus(stores[3], time_ordered=True),
+        "sqlite_1m_v7": chain_bus(stores[4], time_ordered=True),
     }
     jobs = {name: op for name, (op, _) in jobs_and_recorders.items()}
     try:
@@ -264,11 +294,13 @@ async def main() -> int:
         for store in stores:
             await store.close()
         remove_database(empty_path)
+        remove_database(empty_v7_path)
 
     ratios = {
         "memory": paired(samples["memory"], samples["unrecorded"]),
         "sqlite": paired(samples["sqlite"], samples["unrecorded"]),
         "sqlite_1m": paired(samples["sqlite_1m"], samples["sqlite"]),
+        "sqlite_1m_v7": paired(samples["sqlite_1m_v7"], samples["sqlite_v7"]),
     }
     print(
         f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} "
@@ -281,6 +313,7 @@ async def main() -> int:
         "memory": "memory:// / unrecorded",
         "sqlite": "SQLite sync / unrecorded",
         "sqlite_1m": f"SQLite {args.fill:,} records / empty",
+        "sqlite_1m_v7": "same, TimeOrderedIds (UUIDv7)",
     }
     for name, ratio in ratios.items():
         verdict = "met" if ratio <= TARGETS[name] else "NOT met"
