@@ -314,3 +314,46 @@ async def test_metrics_count_what_the_feed_followed_in_the_prometheus_format(
     assert samples[placed] == 3
     assert samples[("cqrs_observatory_store_position", ())] == await writer.last_position()
     assert samples[("cqrs_observatory_stream_clients", ())] == 0
+
+
+async def test_an_operation_lists_what_became_of_a_message_in_the_services_that_consumed_it(
+    writer: MessageStore, orders: list[str], reader: MessageStore
+):
+    """Deliveries of a consumed message (one attempt failed, then handled) are listed
+    under its node, in the API and on the page, with their text escaped."""
+    from datetime import UTC, datetime
+
+    from observatory_testing import running
+
+    from python_cqrs_core.apps.observatory import create_app
+    from python_cqrs_core.store import DeliveryRecord
+
+    [placed] = [r for r in await writer.by_correlation("order-5") if r.kind == "event"]
+    now = datetime.now(UTC)
+
+    def delivery(attempt: int, outcome: str, error: str | None) -> DeliveryRecord:
+        return DeliveryRecord(
+            placed.message_id, placed.message_type, placed.correlation_id, "inventory",
+            "redis", "orders.events", "inventory", attempt, f"{attempt}-0", outcome, (),
+            None if error is None else "TimeoutError", error, 3.5, now,
+        )  # fmt: skip
+
+    await writer.append_deliveries(
+        [delivery(1, "failed", "<b>warehouse</b> did not answer"), delivery(2, "succeeded", None)]
+    )
+    async with running(create_app(reader, poll_interval=0.05)) as client:
+        operation = await get(client, "/api/operations/order-5")
+        OperationModel.model_validate(operation)
+        [node] = [n for n in operation["nodes"] if n["deliveries"]]
+        assert node["record"]["message_id"] == str(placed.message_id)
+        assert [(d["attempt"], d["outcome"], d["failed"]) for d in node["deliveries"]] == [
+            (1, "failed", True),
+            (2, "succeeded", False),
+        ]
+        assert node["deliveries"][0]["line"].startswith(
+            "inventory (group inventory, redis orders.events) attempt 1: failed"
+        )
+        page = await client.get("/timeline", params={"correlation": "order-5"})
+        assert 'class="delivery failed" data-outcome="failed"' in page.text
+        assert "&lt;b&gt;warehouse&lt;/b&gt; did not answer" in page.text
+        assert "<b>warehouse</b>" not in page.text

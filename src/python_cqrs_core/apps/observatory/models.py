@@ -176,16 +176,33 @@ class OperationsPageModel(BaseModel):
     next_before: int | None
 
 
+class DeliveryModel(BaseModel):
+    """What became of a message in a service that consumed it: one attempt of one
+    consumer group (``outcome``: succeeded, failed, dead_lettered or replayed), and
+    the line the page shows for it (the CLI's, escaped)."""
+
+    service: str | None
+    transport: str
+    destination: str
+    group: str
+    attempt: int
+    outcome: str
+    failed: bool
+    line: str
+
+
 class NodeModel(BaseModel):
     """A message in a causation tree, in drawing order: ``depth`` 0 is a root,
     ``tree`` numbers the roots, ``guide`` is the tree's drawing before the node
-    (as ``cqrs trace`` draws it), ``orphan`` says its cause is not in the store."""
+    (as ``cqrs trace`` draws it), ``orphan`` says its cause is not in the store,
+    ``deliveries`` what became of it in the services that consumed it."""
 
     depth: int
     tree: int
     guide: str
     orphan: bool
     record: RecordModel
+    deliveries: list[DeliveryModel]
 
 
 class WaterfallRowModel(BaseModel):

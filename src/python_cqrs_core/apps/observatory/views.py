@@ -43,11 +43,12 @@ from ...names import (
     WIRE_MESSAGE_TYPE,
     WIRE_REQUESTED_BY,
 )
-from ...store import CausationNode, CorrelationSummary, MessageRecord
+from ...store import CausationNode, CorrelationSummary, DeliveryRecord, MessageRecord
 from ...transports import DeadLetter
 from ...validation import validate_correlation_id, validate_request_id, validate_type_name
 from ..presentation import (
     clock,
+    delivery_line,
     display_handler_name,
     display_type_name,
     duration,
@@ -63,6 +64,7 @@ from ..presentation import (
 __all__ = [
     "ApmLinks",
     "dead_letter_view",
+    "delivery_view",
     "drawn",
     "handler_events",
     "message_link",
@@ -288,10 +290,26 @@ def _flatten(trees: Sequence[CausationNode], **filters: str | None) -> list[dict
             "guide": guide,
             "orphan": node.orphan,
             "record": record_view(node.record, **filters),
+            "deliveries": [delivery_view(delivery) for delivery in node.deliveries],
         }
         for index, tree in enumerate(trees)
         for depth, guide, node in drawn(tree)
     ]
+
+
+def delivery_view(delivery: DeliveryRecord) -> dict[str, Any]:
+    """One delivery of a message to a consumer group, as the operation view lists it
+    under its node (:func:`~python_cqrs_core.apps.presentation.delivery_line`)."""
+    return {
+        "service": None if delivery.service is None else printable(delivery.service),
+        "transport": printable(delivery.transport),
+        "destination": printable(delivery.destination),
+        "group": printable(delivery.group),
+        "attempt": delivery.attempt,
+        "outcome": delivery.outcome,
+        "failed": delivery.failed,
+        "line": printable(delivery_line(delivery)),
+    }
 
 
 def waterfall(trees: Sequence[CausationNode]) -> dict[str, Any]:
