@@ -72,11 +72,15 @@ def test_one_request_makes_one_chain_across_both_services_and_everything_is_clea
     result = run()
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
-    tree = output.split("== cqrs trace ")[1].split("== the chain")[0].splitlines()[2:]
-    services = [line.split("[")[1].split("]")[0] for line in tree]
+    lines = output.split("== cqrs trace ")[1].split("== the chain")[0].splitlines()[2:]
+    nodes = [line for line in lines if "⇢" not in line]
+    services = [line.split("[")[1].split("]")[0] for line in nodes]
     assert services == ["orders", "orders", "inventory", "inventory", "orders", "orders"]
-    assert "OrderConfirmed" in tree[-1]
-    assert "by ada@example.com" in tree[0]
+    assert "OrderConfirmed" in nodes[-1]
+    assert "by ada@example.com" in nodes[0]
+    # the two events were delivered to the other service, which handled them
+    deliveries = [line.split("⇢ ")[1].split(" (")[0] for line in lines if "⇢" in line]
+    assert deliveries == ["inventory", "orders"]
     assert "== the chain crossed both services: orders -> inventory -> orders" in output
     run_name = run_id(output)
     assert asyncio.run(leftovers(run_name)) == ([], [])
