@@ -28,18 +28,34 @@ The legs (``LEGS``; add one with a function of the same shape):
 - ``ours+store``: the same, with a ``MessageRecorder`` on the consumer's bus writing
   to ``--store`` (only with ``--store``);
 - ``faststream``: FastStream's Redis stream subscriber (consumer group, ack after the
-  handler) and ``broker.publish``.
+  handler) and ``broker.publish``;
+- ``outbox``: every guarantee on, as a service runs: each event is published inside a
+  PostgreSQL transaction (``connection_transaction``) on a bus with a
+  ``MessageRecorder`` and an ``OutboxWriter`` (the outbox row and the records
+  committed), the ``OutboxRelay`` publishes the committed entries to Redis, and the
+  ``Consumer`` handles each delivery in a transaction of its own with the
+  transactional inbox (``ConnectionUnitOfWork`` + ``TransactionalInbox``), its bus
+  recording the delivery into the same store.  It runs in a database of its own,
+  created on ``--postgres`` (the server's admin URL) and dropped afterwards.
 
 The legs run in turns, ``--repeat`` rounds (3 by default), and each figure shown is
-the median of its leg's rounds: the machine is shared and has two cores.
+the median of its leg's rounds: the machine is shared and has two cores.  The line
+after the table says whether ``outbox`` reaches 0.4x the ``bare`` loop's throughput.
+
+``--profile LEG`` runs that leg's throughput phase once more under cProfile and
+prints where its own time goes, by area (redis-py, asyncpg, asyncio, pydantic, the
+store, the outbox, the transports, the codec...), then the top functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
 import secrets
 import statistics
 import sys
@@ -53,11 +69,22 @@ import redis.asyncio as aioredis
 
 from python_cqrs_core import BaseEvent, Mediator, MessageRegistry
 from python_cqrs_core.codec import EnvelopeCodec
+from python_cqrs_core.outbox import OutboxRelay, OutboxWriter, TransactionalInbox
+from python_cqrs_core.outbox.postgres import (
+    ConnectionUnitOfWork,
+    PostgresOutbox,
+    connection_transaction,
+)
 from python_cqrs_core.store import MessageRecorder, open_store
 from python_cqrs_core.transports import Consumer, DirectPublisher, RedisInbox, Routes
 from python_cqrs_core.transports.redis import RedisTransport
 
 DEFAULT_REDIS = os.environ.get("CQRS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+DEFAULT_POSTGRES = os.environ.get(
+    "CQRS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+FLOOR = 0.4
+"""The outbox leg's throughput must be at least this share of the bare loop's."""
 
 
 class OrderPlaced(BaseEvent):
@@ -275,12 +302,89 @@ async def faststream_leg(
     return publish, stop
 
 
+async def outbox_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    """Outbox, relay, Redis, consumer with the transactional inbox, and recording on
+    both sides, in a PostgreSQL database made for the run (see the module docs)."""
+    import asyncpg
+
+    database = f"bench_outbox_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(args.postgres)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    url = args.postgres.rsplit("/", 1)[0] + "/" + database
+    codec = EnvelopeCodec(MessageRegistry([OrderPlaced]))
+    transport = RedisTransport.from_url(args.redis, prefix=stream + ":")
+    store = await open_store(url)
+    producer_pool = await asyncpg.create_pool(url, min_size=2, max_size=20)
+    consumer_pool = await asyncpg.create_pool(url, min_size=2, max_size=10)
+    outbox = await PostgresOutbox.connect(producer_pool)  # creates the outbox tables
+
+    producer = Mediator()
+    producer_recorder = MessageRecorder(store, service="producer").install(producer)
+    OutboxWriter(Routes({OrderPlaced: "orders"}), codec).install(producer)
+    relay = OutboxRelay(outbox, transport, poll_interval=args.relay_poll)
+    relay_task = asyncio.create_task(relay.run())
+
+    consumer_bus = Mediator()
+    consumer_recorder = MessageRecorder(store, service="consumer").install(consumer_bus)
+
+    async def on_placed(event: OrderPlaced) -> None:
+        sink.handled(event.requested_at)
+
+    consumer_bus.subscribe(OrderPlaced, on_placed)
+    consumer = Consumer(
+        consumer_bus,
+        transport,
+        codec,
+        "orders",
+        "bench",
+        name="c-1",
+        inbox=TransactionalInbox(),
+        unit_of_work=ConnectionUnitOfWork(consumer_pool),
+        batch_size=100,
+        wait=0.1,
+    )
+    await transport.ensure_group("orders", "bench")
+    consumer.start()
+
+    async def publish(n: int) -> None:
+        async with producer_pool.acquire() as connection, connection_transaction(connection):
+            await producer.publish(new_event(n))
+
+    async def stop() -> None:
+        await consumer.stop()
+        relay.stop()
+        await relay_task
+        await producer_recorder.close()
+        await consumer_recorder.close()
+        await outbox.close()
+        await consumer_pool.close()
+        await producer_pool.close()
+        await store.close()
+        keys = [key async for key in transport.client.scan_iter(match=f"{stream}:*", count=1000)]
+        if keys:
+            await transport.client.delete(*keys)
+        await transport.close()
+        admin = await asyncpg.connect(args.postgres)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    return publish, stop
+
+
 LEGS: dict[str, Leg] = {
     "bare": bare_leg,
     "bare-pipelined": bare_pipelined_leg,
     "ours": ours_leg,
     "ours+store": ours_store_leg,
     "faststream": faststream_leg,
+    "outbox": outbox_leg,
 }
 
 
@@ -341,6 +445,64 @@ async def run_leg(name: str, args: argparse.Namespace) -> Figures:
     )
 
 
+# Where a profiled function's own time is counted: the first fragment of its file's
+# path that matches (the package's own modules by subpackage).
+AREAS = (
+    ("/redis/", "redis-py"),
+    ("/hiredis/", "redis-py"),
+    ("/asyncpg/", "asyncpg"),
+    ("python_cqrs_core/store/", "store (recorder, PostgreSQL store)"),
+    ("python_cqrs_core/outbox/", "outbox (writer, relay, inbox)"),
+    ("python_cqrs_core/transports/", "transports (Redis transport, consumer)"),
+    ("python_cqrs_core/codec", "codec"),
+    ("python_cqrs_core/", "core (mediator, messages, context)"),
+    ("/pydantic", "pydantic"),
+    ("/opentelemetry/", "OpenTelemetry (no SDK)"),
+    ("/asyncio/", "asyncio"),
+    ("/json/", "json"),
+    ("/uuid.py", "uuid"),
+)
+
+
+def area_of(filename: str, function: str) -> str:
+    if filename == "~":  # a built-in: tell waiting and socket calls from the rest
+        if "epoll" in function or "select" in function:
+            return "waiting for the network (epoll)"
+        if "socket" in function:
+            return "socket send/recv"
+        return "other C calls"
+    return next((area for fragment, area in AREAS if fragment in filename), "other")
+
+
+async def profile_leg(name: str, args: argparse.Namespace) -> str:
+    """The leg's throughput phase under cProfile: own time by area, then the top
+    functions."""
+    sink = Sink()
+    stream = f"bench:{name}:{secrets.token_hex(4)}"
+    publish, stop = await LEGS[name](args, stream, sink)
+    profiler = cProfile.Profile()
+    try:
+        await throughput(publish, sink, min(500, args.events), args.window)  # warm up
+        profiler.enable()
+        seconds = await throughput(publish, sink, args.events, args.window)
+        profiler.disable()
+    finally:
+        await stop()
+    stats = pstats.Stats(profiler)
+    by_area: dict[str, float] = {}
+    for (filename, _, function), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        area = area_of(filename, function)
+        by_area[area] = by_area.get(area, 0.0) + own
+    total = sum(by_area.values()) or 1.0
+    lines = [f"-- {name}: {args.events} events in {seconds:.2f} s; own time by area"]
+    for area, own in sorted(by_area.items(), key=lambda item: -item[1]):
+        lines.append(f"  {own / total:6.1%}  {area}")
+    buffer = io.StringIO()
+    stats.stream = buffer  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(15)
+    return "\n".join(lines) + "\n" + buffer.getvalue()
+
+
 def median_of(runs: list[Figures]) -> Figures:
     """The median of each figure over the runs of one leg (legs run in turns, so a
     burst of load on the shared machine hits every leg)."""
@@ -350,8 +512,8 @@ def median_of(runs: list[Figures]) -> Figures:
         seconds=statistics.median(r.seconds for r in runs),
         events_per_second=round(statistics.median(r.events_per_second for r in runs)),
         rate=runs[0].rate,
-        latency_p50_ms=statistics.median(r.latency_p50_ms for r in runs),
-        latency_p99_ms=statistics.median(r.latency_p99_ms for r in runs),
+        latency_p50_ms=round(statistics.median(r.latency_p50_ms for r in runs), 2),
+        latency_p99_ms=round(statistics.median(r.latency_p99_ms for r in runs), 2),
     )
 
 
@@ -363,10 +525,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--store", default=None, help="store URL for the ours+store leg")
-    parser.add_argument("--legs", default="bare,bare-pipelined,ours,ours+store,faststream")
+    parser.add_argument(
+        "--postgres", default=DEFAULT_POSTGRES, help="admin URL of the outbox leg's server"
+    )
+    parser.add_argument(
+        "--relay-poll", type=float, default=0.05, help="the outbox relay's poll interval (s)"
+    )
+    parser.add_argument("--legs", default="bare,bare-pipelined,ours,ours+store,faststream,outbox")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
+    parser.add_argument("--profile", metavar="LEG", help="profile LEG's throughput phase")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.profile:
+        print(asyncio.run(profile_leg(args.profile, args)))
+        return
     legs = [leg for leg in args.legs.split(",") if leg != "ours+store" or args.store]
     rounds = [[asyncio.run(run_leg(leg, args)) for leg in legs] for _ in range(args.repeat)]
     results = [median_of([r[i] for r in rounds]) for i in range(len(legs))]
@@ -382,6 +554,11 @@ def main() -> None:
             f"{r.leg:<15} {r.events_per_second:>9} {ratio:>7}  {r.rate:>5}  "
             f"{r.latency_p50_ms:>7} {r.latency_p99_ms:>7}"
         )
+    outbox = next((r for r in results if r.leg == "outbox"), None)
+    if floor and outbox is not None:
+        share = outbox.events_per_second / floor
+        verdict = "reaches" if share >= FLOOR else "does NOT reach"
+        print(f"outbox: {share:.2f}x the bare loop: {verdict} the {FLOOR}x floor")
 
 
 if __name__ == "__main__":
