@@ -142,6 +142,19 @@ def inherit(message: BaseMessage, frame: Frame) -> None:
     """
     fields = message.__dict__
     decided = message.__pydantic_fields_set__
+    kind = frame.__class__
+    if kind is not Ambient and _DECIDED_BY_A_PARENT.isdisjoint(decided):
+        # The usual case, a message built in a handler with none of the three given:
+        # the parent decides all three (the parent's own fields read once, not
+        # through three attribute lookups of a pydantic model).
+        parent = _frame_fields(frame) if kind is RemoteParent else frame.__dict__
+        fields["correlation_id"] = parent["correlation_id"]
+        fields["causation_id"] = parent["request_id"]
+        requested_by = parent["requested_by"]
+        if requested_by is not None:
+            fields["requested_by"] = requested_by
+        decided |= _SETTLED_BY_A_PARENT
+        return
     if "correlation_id" not in decided and frame.correlation_id is not None:
         fields["correlation_id"] = frame.correlation_id
         decided.add("correlation_id")
@@ -158,6 +171,18 @@ def inherit(message: BaseMessage, frame: Frame) -> None:
     elif frame.requested_by is not None and "requested_by" not in decided:
         fields["requested_by"] = frame.requested_by
         decided.add("requested_by")
+
+
+_DECIDED_BY_A_PARENT: Final = frozenset(("correlation_id", "causation_id", "requested_by"))
+_SETTLED_BY_A_PARENT: Final = _DECIDED_BY_A_PARENT | {SETTLED}
+
+
+def _frame_fields(frame: Frame) -> dict[str, object]:
+    return {
+        "correlation_id": frame.correlation_id,
+        "request_id": frame.request_id,
+        "requested_by": frame.requested_by,
+    }
 
 
 def stamp(message: BaseMessage, frame: Frame | None) -> None:
