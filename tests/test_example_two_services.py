@@ -13,10 +13,9 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from postgres_testing import PG_ADMIN_URL
+
 RUN_SH = Path(__file__).resolve().parent.parent / "examples" / "two_services" / "run.sh"
-PG_ADMIN_URL = os.environ.get(
-    "CQRS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -8,13 +8,9 @@ be reached the tests *fail*, saying so.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from outbox_testing import (
     BACKENDS,
@@ -26,33 +22,14 @@ from outbox_testing import (
     create_schema,
 )
 
-PG_ADMIN_URL = os.environ.get(
-    "CQRS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from postgres_testing import database_url, temporary_database
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a database created for this test run, dropped when it ends."""
-    name = f"cqrs_outbox_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.fail(
-            f"PostgreSQL is required by the outbox tests and is not reachable at "
-            f"{PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with temporary_database("cqrs_outbox", needed_by="the outbox tests") as name:
+        yield database_url(name)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,48 +13,23 @@ run once per backend (the recorder's).
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from store_testing import BACKENDS, RecordFactory, create_schema
 
+from postgres_testing import database_url, temporary_database
 from python_cqrs_core.store import MessageStore, open_store
 from python_cqrs_core.testing.store_contract import sample_record
-
-PG_ADMIN_URL = os.environ.get(
-    "CQRS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a database created for this test run, dropped when it ends."""
-    name = f"cqrs_test_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.fail(
-            f"PostgreSQL is required by the store tests and is not reachable at "
-            f"{PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with temporary_database("cqrs_test", needed_by="the store tests") as name:
+        yield database_url(name)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -5,7 +5,6 @@ local PostgreSQL service."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from uuid import UUID
 import asyncpg
 from typer.testing import CliRunner, Result
 
+from postgres_testing import PG_ADMIN_URL
 from python_cqrs_core import correlation_scope, uuid4
 from python_cqrs_core.apps.cli._demo import DemoResult, PlaceOrder, build_shop, run_demo
 from python_cqrs_core.apps.cli.commands import app
@@ -106,19 +106,6 @@ def rewrite_rows(path: Path, message_id: UUID, **columns: Any) -> None:
             [*columns.values(), str(message_id)],
         )
     conn.close()
-
-
-PG_ADMIN_URL = os.environ.get(
-    "CQRS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def postgres_url(database: str, password: str | None = None) -> str:

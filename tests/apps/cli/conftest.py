@@ -4,16 +4,13 @@ empty PostgreSQL databases (the machine's local service; the tests fail if it is
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from cli_testing import PG_ADMIN_URL, admin, populate, run, sqlite_url
+from cli_testing import populate, run, sqlite_url
 
+from postgres_testing import temporary_database
 from python_cqrs_core.apps.cli._demo import DemoResult
 from python_cqrs_core.store import CausationNode
 
@@ -46,14 +43,5 @@ def bob(demo: DemoResult) -> CausationNode:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """The name of an empty PostgreSQL database made for the test, dropped after it."""
-    name = f"cqrs_cli_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.fail(
-            f"PostgreSQL is required by these tests and is not reachable at {PG_ADMIN_URL} "
-            f"({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield name
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with temporary_database("cqrs_cli", needed_by="these tests") as name:
+        yield name

@@ -11,49 +11,28 @@ runs as a process of its own.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from observatory_testing import record_orders, running
 
+from postgres_testing import admin, database_url, temporary_database
 from python_cqrs_core.apps.observatory import create_app
 from python_cqrs_core.store import MessageStore, open_store
 
-PG_ADMIN_URL = os.environ.get(
-    "CQRS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ORDERS = range(1, 13)
-
-
-async def _admin(sql: str, url: str = PG_ADMIN_URL) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A database made for this run of the Observatory tests, dropped at the end."""
-    name = f"cqrs_obs_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.fail(
-            f"PostgreSQL is required by the Observatory tests and is not reachable at "
-            f"{PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with temporary_database("cqrs_obs", needed_by="the Observatory tests") as name:
+        yield database_url(name)
 
 
 @dataclass
@@ -75,7 +54,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> StoreLocation:
         return StoreLocation(f"sqlite:///{tmp_path / 'cqrs.db'}", {})
     url = request.getfixturevalue("postgres_url")
     schema = f"obs_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE SCHEMA "{schema}"', url))
+    asyncio.run(admin(f'CREATE SCHEMA "{schema}"', url))
     return StoreLocation(url, {"server_settings": {"search_path": schema}})
 
 
