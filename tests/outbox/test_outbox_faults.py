@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from outbox_testing import (
-    CODEC,
-    AsyncpgBackend,
-    Backend,
-    OrderPlaced,
-    PrivateRedis,
-    create_schema,
-    eventually,
-)
+from outbox_testing import CODEC, AsyncpgBackend, Backend, OrderPlaced, create_schema
 
 from python_cqrs_core.outbox import OutboxRelay, TransactionalInbox
 from python_cqrs_core.transports.base import Delivery
 from python_cqrs_core.transports.redis import RedisTransport
+from service_testing import PrivateRedis, eventually
 
 REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RELAY_PROCESS = Path(__file__).with_name("relay_process.py")

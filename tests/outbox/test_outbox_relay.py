@@ -9,13 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from outbox_testing import (
-    Backend,
-    RecordingTransport,
-    SQLiteBackend,
-    StockReserved,
-    eventually,
-)
+from outbox_testing import Backend, RecordingTransport, SQLiteBackend, StockReserved
 
 from python_cqrs_core.names import (
     EVENT_OUTBOX_FAILED,
@@ -26,6 +20,7 @@ from python_cqrs_core.names import (
 from python_cqrs_core.outbox import FAILED, OutboxEvent, OutboxRelay, OutboxStorage, SQLiteOutbox
 from python_cqrs_core.outbox.postgres import PostgresOutbox
 from python_cqrs_core.transports import Delivery
+from service_testing import eventually
 
 
 async def write(backend: Backend, correlation: str, order_id: int) -> None:

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from transport_testing import PrivateRedis, TransportFactory, start_private_redis
+from transport_testing import TransportFactory
 
 from python_cqrs_core.transports import MemoryTransport, Transport
 from python_cqrs_core.transports.redis import RedisTransport
+from service_testing import PrivateRedis, start_private_redis
 
 REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

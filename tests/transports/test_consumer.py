@@ -10,14 +10,7 @@ from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
-from transport_testing import (
-    OrderPlaced,
-    ReserveStock,
-    StockReserved,
-    TransportFactory,
-    eventually,
-    make_codec,
-)
+from transport_testing import OrderPlaced, ReserveStock, StockReserved, TransportFactory, make_codec
 
 from python_cqrs_core import Mediator
 from python_cqrs_core.codec import EnvelopeCodec
@@ -34,6 +27,7 @@ from python_cqrs_core.transports import (
     TransportError,
     current_delivery,
 )
+from service_testing import eventually
 
 CODEC = make_codec()
 

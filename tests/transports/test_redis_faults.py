@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from consumer_process import is_poisoned
-from transport_testing import OrderPlaced, PrivateRedis, eventually, make_codec
+from transport_testing import OrderPlaced, make_codec
 
 from python_cqrs_core import Mediator
 from python_cqrs_core.transports import Consumer, RedisInbox, TransportError
 from python_cqrs_core.transports.redis import RedisTransport
+from service_testing import PrivateRedis, eventually
 
 CODEC = make_codec()
 PROCESS = Path(__file__).resolve().parent / "consumer_process.py"

@@ -9,11 +9,12 @@ from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
-from transport_testing import OrderPlaced, eventually, make_codec
+from transport_testing import OrderPlaced, make_codec
 
 from python_cqrs_core import Mediator
 from python_cqrs_core.transports import Consumer, DeliveryEvent, RedisInbox, TransportError
 from python_cqrs_core.transports.redis import RedisTransport, mask_url
+from service_testing import eventually
 
 MakeRedis = Callable[..., RedisTransport]
 CODEC = make_codec()

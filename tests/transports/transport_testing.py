@@ -3,14 +3,7 @@ codec, a private redis-server, and a poller."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
 from python_cqrs_core import BaseCommand, BaseEvent, MessageRegistry
 from python_cqrs_core.codec import EnvelopeCodec
@@ -41,81 +34,3 @@ REGISTRY = MessageRegistry([OrderPlaced, ReserveStock, StockReserved])
 
 def make_codec(max_body_bytes: int = 1024 * 1024) -> EnvelopeCodec:
     return EnvelopeCodec(REGISTRY, max_body_bytes=max_body_bytes)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    what: str = "the condition",
-) -> None:
-    """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server on 127.0.0.1:``port`` that a test owns: stop it, start it again."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        executable = shutil.which("redis-server")
-        assert executable, "redis-server is required by the fault tests (apt install redis)"
-        self.process = subprocess.Popen(
-            [
-                executable,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"the private redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-
-def start_private_redis(directory: Path) -> PrivateRedis:
-    server = PrivateRedis(directory)
-    server.start()
-    return server
