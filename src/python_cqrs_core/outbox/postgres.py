@@ -301,20 +301,7 @@ class ConnectionUnitOfWork:
 
 
 def _entry(row: Any) -> OutboxEntry:
-    return OutboxEntry(
-        position=row[0],
-        message_id=row[1],
-        message_type=row[2],
-        destination=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        headers=json.loads(row[6]),
-        body=bytes(row[7]),
-        status=row[8],
-        attempts=row[9],
-        created_at=row[10],
-        last_error=row[11],
-    )
+    return OutboxEntry.from_row(row, row[10])  # asyncpg returns timestamptz as a datetime
 
 
 def _asyncpg_dsn(url: str) -> str:

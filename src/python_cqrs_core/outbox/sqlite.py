@@ -162,20 +162,7 @@ def _apply_migrations(conn: sqlite3.Connection, where: str) -> None:
 
 
 def _entry(row: Sequence[Any]) -> OutboxEntry:
-    return OutboxEntry(
-        position=row[0],
-        message_id=row[1],
-        message_type=row[2],
-        destination=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        headers=json.loads(row[6]),
-        body=bytes(row[7]),
-        status=row[8],
-        attempts=row[9],
-        created_at=datetime.fromisoformat(row[10]),
-        last_error=row[11],
-    )
+    return OutboxEntry.from_row(row, datetime.fromisoformat(row[10]))  # ISO 8601 text
 
 
 class _ChainTransaction(OutboxTransaction):

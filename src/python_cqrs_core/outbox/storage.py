@@ -22,11 +22,13 @@ retried (:meth:`OutboxStorage.retry_failed`), rather than overtake it.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from .schema import EntryStatus
 
@@ -49,6 +51,25 @@ class OutboxEntry:
     attempts: int
     created_at: datetime
     last_error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], created_at: datetime) -> OutboxEntry:
+        """An entry from a row of the backends' ``SELECT`` (columns in field order,
+        ``headers`` as JSON text), with ``created_at`` as the backend decoded it."""
+        return cls(
+            position=row[0],
+            message_id=row[1],
+            message_type=row[2],
+            destination=row[3],
+            correlation_id=row[4],
+            causation_id=row[5],
+            headers=json.loads(row[6]),
+            body=bytes(row[7]),
+            status=row[8],
+            attempts=row[9],
+            created_at=created_at,
+            last_error=row[11],
+        )
 
 
 class OutboxStorage(ABC):
