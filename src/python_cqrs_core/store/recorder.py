@@ -90,6 +90,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from .._optional_otel import otel_api
 from ..context import Consumption, _consumption, current_consumption
 from ..errors import exception_message
 from ..headers import trace_headers
@@ -278,6 +279,10 @@ class MessageRecorder:
             kinds += ("query",)
         bus.add_middleware(self._record, kinds=kinds)
         bus.add_handler_middleware(self._observe, kinds=kinds)
+        # Each record takes the trace headers of its dispatch: look for OpenTelemetry
+        # now (an import of ~10 ms when it is installed), not inside the first dispatch,
+        # whose recorded duration would include it.
+        otel_api()
         return self
 
     # -- writes of your own, in the chain's commit ----------------------------------------
