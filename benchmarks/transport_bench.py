@@ -36,7 +36,12 @@ The legs (``LEGS``; add one with a function of the same shape):
   ``Consumer`` handles each delivery in a transaction of its own with the
   transactional inbox (``ConnectionUnitOfWork`` + ``TransactionalInbox``), its bus
   recording the delivery into the same store.  It runs in a database of its own,
-  created on ``--postgres`` (the server's admin URL) and dropped afterwards.
+  created on ``--postgres`` (the server's admin URL) and dropped afterwards;
+- ``pg-floor``: the PostgreSQL work those guarantees require and nothing else, with
+  the same pools and statements: per event the producer's transaction holding the
+  outbox row, then the consumer's transaction holding the inbox mark.  A queue in
+  the process stands for the relay and the broker, nothing is recorded, and no code
+  of the library runs: ``outbox`` cannot be faster than this.
 
 The legs run in turns, ``--repeat`` rounds (3 by default), and each figure shown is
 the median of its leg's rounds: the machine is shared and has two cores.  The line
@@ -309,13 +314,7 @@ async def outbox_leg(
     both sides, in a PostgreSQL database made for the run (see the module docs)."""
     import asyncpg
 
-    database = f"bench_outbox_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(args.postgres)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    url = args.postgres.rsplit("/", 1)[0] + "/" + database
+    database, url = await create_database(args.postgres)
     codec = EnvelopeCodec(MessageRegistry([OrderPlaced]))
     transport = RedisTransport.from_url(args.redis, prefix=stream + ":")
     store = await open_store(url)
@@ -369,11 +368,87 @@ async def outbox_leg(
         if keys:
             await transport.client.delete(*keys)
         await transport.close()
-        admin = await asyncpg.connect(args.postgres)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(args.postgres, database)
+
+    return publish, stop
+
+
+async def create_database(admin_url: str) -> tuple[str, str]:
+    """A database of its own for one leg on the server of ``admin_url``: (name, URL)."""
+    import asyncpg
+
+    database = f"bench_outbox_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    return database, admin_url.rsplit("/", 1)[0] + "/" + database
+
+
+async def drop_database(admin_url: str, database: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def pg_floor_leg(
+    args: argparse.Namespace, stream: str, sink: Sink
+) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    """The PostgreSQL work the outbox leg's guarantees require, and nothing else: per
+    event, the producer's transaction with its outbox row, and the consumer's
+    transaction with its inbox mark, each on a pooled connection as in ``outbox``
+    (same pool sizes, same statements).  An in-process queue stands for the relay and
+    the broker; nothing is recorded, and no code of ours runs.  The ``outbox`` leg
+    cannot be faster than this."""
+    import asyncpg
+
+    from python_cqrs_core.outbox.postgres import _INSERT_ENTRY, _MARK, migrate_outbox
+
+    database, url = await create_database(args.postgres)
+    producer_pool = await asyncpg.create_pool(url, min_size=2, max_size=20)
+    consumer_pool = await asyncpg.create_pool(url, min_size=2, max_size=10)
+    async with producer_pool.acquire() as connection:
+        await migrate_outbox(connection)
+    queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+
+    async def consume() -> None:
+        while (item := await queue.get()) is not None:
+            message_id, body = item
+            async with consumer_pool.acquire() as connection, connection.transaction():
+                await connection.fetchval(_MARK, "bench", message_id)
+            sink.handled(datetime.fromisoformat(json.loads(body)["requested_at"]))
+
+    workers = [asyncio.create_task(consume()) for _ in range(10)]
+
+    async def publish(n: int) -> None:
+        event = new_event(n)
+        message_id, body = str(event.request_id), event.model_dump_json()
+        headers = json.dumps({"cqrs-message-id": message_id, "cqrs-correlation-id": message_id})
+        async with producer_pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                _INSERT_ENTRY,
+                message_id,
+                "bench.OrderPlaced",
+                "orders",
+                message_id,
+                None,
+                headers,
+                body.encode(),
+            )
+        queue.put_nowait((message_id, body))
+
+    async def stop() -> None:
+        for _ in workers:
+            queue.put_nowait(None)
+        await asyncio.gather(*workers)
+        await consumer_pool.close()
+        await producer_pool.close()
+        await drop_database(args.postgres, database)
 
     return publish, stop
 
@@ -385,6 +460,7 @@ LEGS: dict[str, Leg] = {
     "ours+store": ours_store_leg,
     "faststream": faststream_leg,
     "outbox": outbox_leg,
+    "pg-floor": pg_floor_leg,
 }
 
 
@@ -531,7 +607,9 @@ def main() -> None:
     parser.add_argument(
         "--relay-poll", type=float, default=0.05, help="the outbox relay's poll interval (s)"
     )
-    parser.add_argument("--legs", default="bare,bare-pipelined,ours,ours+store,faststream,outbox")
+    parser.add_argument(
+        "--legs", default="bare,bare-pipelined,ours,ours+store,faststream,outbox,pg-floor"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument("--profile", metavar="LEG", help="profile LEG's throughput phase")
     parser.add_argument("--json", action="store_true")
@@ -559,6 +637,12 @@ def main() -> None:
         share = outbox.events_per_second / floor
         verdict = "reaches" if share >= FLOOR else "does NOT reach"
         print(f"outbox: {share:.2f}x the bare loop: {verdict} the {FLOOR}x floor")
+    sql = next((r for r in results if r.leg == "pg-floor"), None)
+    if floor and sql is not None:
+        line = f"pg-floor: {sql.events_per_second / floor:.2f}x the bare loop (the SQL alone)"
+        if outbox is not None:
+            line += f"; outbox is {outbox.events_per_second / sql.events_per_second:.2f}x of it"
+        print(line)
 
 
 if __name__ == "__main__":
