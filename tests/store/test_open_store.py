@@ -19,6 +19,7 @@ from python_cqrs_core.store import (
     BACKENDS,
     ENTRY_POINT_GROUP,
     MemoryStore,
+    ReadOnlyStoreError,
     StoreOpenError,
     base,
     find_backend,
@@ -462,6 +463,7 @@ async def test_a_read_only_sqlite_store_runs_no_writer_and_leaves_the_file_as_it
     async with await open_store(f"sqlite:///{path}") as store:
         await store.append([sample_record()])
     before = path.read_bytes()
+    files = sorted(tmp_path.iterdir())
     threads = {thread.name for thread in threading.enumerate()}
     async with await open_store(f"sqlite:///{path}", read_only=True) as reader:
         assert isinstance(reader, SQLiteStore) and reader.read_only
@@ -469,6 +471,24 @@ async def test_a_read_only_sqlite_store_runs_no_writer_and_leaves_the_file_as_it
         assert not [name for name in started if "writer" in name or "checkpoint" in name]
         assert len(await reader.read()) == 1
     assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no -wal or -shm left behind
+
+
+async def test_a_read_only_sqlite_store_refuses_writes_and_leaves_a_writers_files(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cqrs.db"
+    async with await open_store(f"sqlite:///{path}") as writer:
+        await writer.append([sample_record()])
+        assert (tmp_path / "cqrs.db-wal").exists()  # the writer's, while it is open
+        async with await open_store(f"sqlite:///{path}", read_only=True) as reader:
+            assert len(await reader.read()) == 1
+            with pytest.raises(ReadOnlyStoreError):
+                await reader.append([sample_record()])
+        assert (tmp_path / "cqrs.db-wal").exists()  # still there for the writer
+        await writer.append([sample_record()])
+    async with await open_store(f"sqlite:///{path}", read_only=True) as reader:
+        assert len(await reader.read()) == 2
 
 
 async def test_a_read_only_store_newer_than_the_library_is_refused(tmp_path: Path) -> None:

@@ -24,12 +24,14 @@ Several processes may open the same file (SQLite locks it; a writer waits up to
 or machines writing at once, use PostgreSQL.  Positions are assigned under SQLite's
 write lock, so they grow in commit order even across processes.
 
-**Read-only** (``read_only=True``): the file is opened with SQLite's ``mode=ro``, on
-the reading thread only (no writer, no checkpointer), and never created, migrated or
+**Read-only** (``read_only=True``): the file is opened on the reading thread only (no
+writer, no checkpointer), with ``PRAGMA query_only``, and never created, migrated or
 written.  A missing file, or one without the store's tables, is a
 :class:`~python_cqrs_core.store.StoreOpenError`; a schema older than the library's is
 read as it is.  (To read a WAL database SQLite needs its ``-wal`` and ``-shm``
-companion files, and creates them next to the database if they are missing.)
+companion files and creates them next to the database when they are missing; a
+reader that found none removes them when it closes, if it is the last connection and
+may write in the directory, so a ``cqrs list`` leaves the directory as it was.)
 
 >>> import asyncio, tempfile, os
 >>> async def demo(path):
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -222,15 +225,32 @@ def _connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite
     return conn
 
 
+def _read_only_mode(path: str) -> str:
+    """How to open an existing store for reading without leaving anything behind.
+
+    A reader of a WAL database needs the ``-wal`` and ``-shm`` files and creates them
+    when they are missing; the last connection to close deletes them again, but only
+    if it may write.  So when neither file is there (no other connection is open) and
+    the database and its directory are writable, the reader opens with ``mode=rw`` (the
+    file must exist; ``query_only`` refuses every write) and leaves the directory as
+    it found it.  Otherwise ``mode=ro``: the files are someone else's, or cannot be
+    removed anyway.
+    """
+    database = Path(path)
+    companions = any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    writable = os.access(database, os.W_OK) and os.access(database.parent, os.W_OK)
+    return "rw" if writable and not companions else "ro"
+
+
 def _connect_read_only(path: str, busy_timeout: float, url: str) -> tuple[sqlite3.Connection, int]:
-    """A ``mode=ro`` connection to an existing store, and its schema version."""
+    """A reading connection to an existing store, and its schema version."""
     if not Path(path).is_file():
         raise StoreOpenError(
             f"no message store at {path} (from {url}): the file does not exist, and a "
             "store opened read-only is never created"
         )
     conn = sqlite3.connect(
-        f"file:{quote(path)}?mode=ro",
+        f"file:{quote(path)}?mode={_read_only_mode(path)}",
         uri=True,
         timeout=busy_timeout,
         isolation_level=None,
