@@ -27,6 +27,7 @@ from python_cqrs_core.transports import (
     TransportError,
     current_delivery,
 )
+from python_cqrs_core.transports.consumer import CANCEL_WAIT
 from service_testing import eventually
 
 CODEC = make_codec()
@@ -548,6 +549,35 @@ async def test_stop_cancels_a_handler_that_outlives_the_grace_period_and_leaves_
     await asyncio.wait_for(started.wait(), 5)
     assert await consumer.stop(grace=0.1) is False
     assert await transport.lag("orders", "billing") == 1  # delivered again later
+
+
+class DeafTransport(MemoryTransport):
+    """A memory transport whose receive loses the first cancellation it gets, as
+    redis-py does when one arrives while a command waits on its socket."""
+
+    async def receive(self, *args: object, **kwargs: object) -> list[Delivery]:
+        try:
+            return await super().receive(*args, **kwargs)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            await asyncio.sleep(30)  # the cancellation is gone; this wait is not cancelled
+            raise
+
+
+async def test_stop_does_not_hang_on_a_loop_whose_cancellation_is_lost(
+    caplog: pytest.LogCaptureFixture,
+):
+    transport = DeafTransport()
+    consumer = fast_consumer(Mediator(), transport, wait=5.0)  # receive waits 5 s
+    await transport.ensure_group("orders", "billing")
+    task = consumer.start()
+    await asyncio.sleep(0.1)  # the loop waits in receive()
+    begun = time.monotonic()
+    assert await consumer.stop(grace=0.1) is False
+    assert time.monotonic() - begun < 0.1 + CANCEL_WAIT + 0.5
+    assert "did not end" in caplog.text and not task.done()
+    task.cancel()  # the second cancellation reaches it
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class FlakyTransport(MemoryTransport):

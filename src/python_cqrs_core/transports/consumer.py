@@ -114,6 +114,9 @@ back on an exception (the outbox package provides them)."""
 
 _current: ContextVar[tuple[Delivery, UUID] | None] = ContextVar("cqrs_delivery", default=None)
 
+CANCEL_WAIT: Final = 1.0
+"""Seconds :meth:`Consumer.stop` waits for the loop it cancelled once the grace ran out."""
+
 
 def current_delivery() -> Delivery | None:
     """The delivery whose message is being handled in this context, or ``None``.
@@ -358,7 +361,11 @@ class Consumer:
         """Stop receiving, finish and acknowledge the deliveries in flight, and return
         once the loop ended: ``True`` if it ended within ``grace`` seconds.  After
         that, the task running the loop is cancelled (what it was handling is not
-        acknowledged, and the broker delivers it again later)."""
+        acknowledged, and the broker delivers it again later) and waited for at most
+        :data:`CANCEL_WAIT` seconds more: a cancellation can be lost inside a driver
+        (redis-py swallows one that arrives while a command waits on its socket), and
+        a stop must not hang on it.  Such a loop is logged, and left to end (or not)
+        on its own."""
         if not self._running:
             return True
         self._stopping.set()
@@ -368,8 +375,14 @@ class Consumer:
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({task})
+            done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT)
+            if not done:
+                logger.error(
+                    "%r: the loop did not end %.1f s after it was cancelled (a cancellation "
+                    "lost in the broker's client?); stop() returns without it",
+                    self,
+                    CANCEL_WAIT,
+                )
         return False
 
     async def process_batch(self, wait: float | None = None) -> int:
