@@ -36,7 +36,11 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_it_serves_the_store_until_interrupted(url: str, demo: object) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_it_serves_the_store_until_interrupted(
+    url: str, store_path: Path, demo: object, stop: signal.Signals
+) -> None:
+    files = sorted(store_path.parent.iterdir())
     port = free_port()
     process = subprocess.Popen(
         [CQRS, "observatory", "--store", url, "--port", str(port)],
@@ -59,11 +63,13 @@ def test_it_serves_the_store_until_interrupted(url: str, demo: object) -> None:
         assert code == 200
         answer = json.loads(body)
         assert answer["store"] == url
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=15)
         assert process.returncode == 0, stderr
         assert f"Observatory on http://127.0.0.1:{port}/timeline" in stderr
         assert "Traceback" not in stderr
+        # The store was closed before the process ended: no -wal or -shm left behind.
+        assert sorted(store_path.parent.iterdir()) == files
     finally:
         if process.poll() is None:
             process.kill()

@@ -28,9 +28,11 @@ See ``docs/observatory.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
 import uvicorn
@@ -60,7 +62,10 @@ def serve(
     apm_url_template: str | None = None,
     poll_interval: float = 0.25,
 ) -> None:
-    """Serve the Observatory until interrupted (Ctrl-C): what ``cqrs observatory`` runs.
+    """Serve the Observatory until interrupted (Ctrl-C) or terminated (``SIGTERM``):
+    what ``cqrs observatory`` runs.  Either way the live streams end, the store is
+    closed, and then Ctrl-C raises :class:`KeyboardInterrupt` while ``SIGTERM``
+    returns.
 
     ``store_url`` is opened read-only (``None``: ``CQRS_STORE_URL``, else
     ``sqlite:///cqrs.db``).  ``host`` other than a loopback address requires a
@@ -80,7 +85,7 @@ def serve(
     check_bind(host, token)
     listener = _listen(host, port)
     try:
-        asyncio.run(
+        stopped_by = asyncio.run(
             _serve(
                 listener,
                 store_url,
@@ -94,6 +99,8 @@ def serve(
         )
     finally:
         listener.close()
+    if signal.SIGINT in stopped_by:
+        raise KeyboardInterrupt
 
 
 class _Server(uvicorn.Server):
@@ -105,6 +112,23 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.app = app
         self.loop = asyncio.get_running_loop()
+        self.stopped_by: list[int] = []
+        """The signals that stopped the server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's signal handling, except that the signal that stopped the server is
+        not raised again as soon as the server stops: uvicorn does that, and
+        ``SIGTERM``'s default action then ends the process before the store is
+        closed (a SQLite store's ``-wal`` and ``-shm`` files stayed behind).  The
+        signals are kept in :attr:`stopped_by` for :func:`serve`."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured: list[int] = getattr(self, "_captured_signals", [])
+                self.stopped_by.extend(captured)
+                captured.clear()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         observatory = getattr(self.app.state, "observatory", None)
@@ -143,7 +167,8 @@ async def _serve(
     destinations: Sequence[str],
     apm_url_template: str | None,
     poll_interval: float,
-) -> None:
+) -> list[int]:
+    """Serve until stopped; returns the signals that stopped the server."""
     store = await open_store(store_url, read_only=True)
     transport: Transport | None = None
     try:
@@ -171,7 +196,9 @@ async def _serve(
             timeout_graceful_shutdown=2,
             lifespan="on",
         )
-        await _Server(config, app).serve(sockets=[listener])
+        server = _Server(config, app)
+        await server.serve(sockets=[listener])
+        return server.stopped_by
     finally:
         if transport is not None:
             await transport.close()
