@@ -25,13 +25,15 @@ or machines writing at once, use PostgreSQL.  Positions are assigned under SQLit
 write lock, so they grow in commit order even across processes.
 
 **Read-only** (``read_only=True``): the file is opened on the reading thread only (no
-writer, no checkpointer), with ``PRAGMA query_only``, and never created, migrated or
-written.  A missing file, or one without the store's tables, is a
+writer, no checkpointer), with ``PRAGMA query_only``: it is never created or migrated,
+and no record is written.  A missing file, or one without the store's tables, is a
 :class:`~python_cqrs_core.store.StoreOpenError`; a schema older than the library's is
 read as it is.  (To read a WAL database SQLite needs its ``-wal`` and ``-shm``
-companion files and creates them next to the database when they are missing; a
+companion files and creates them next to the database when they are missing.  A
 reader that found none removes them when it closes, if it is the last connection and
-may write in the directory, so a ``cqrs list`` leaves the directory as it was.)
+may write in the directory, so a ``cqrs list`` leaves the directory as it was; like
+any last SQLite connection, it first folds what the log still holds, written by a
+writer that closed before it, into the database file.)
 
 >>> import asyncio, tempfile, os
 >>> async def demo(path):
