@@ -92,13 +92,19 @@ _ENTRY_COLUMNS: Final = (
     "position, message_id, message_type, destination, correlation_id, causation_id, "
     "headers, body, status, attempts, created_at, last_error"
 )
+# A claim reads what it claims, however long the backlog: the heads walk the pending
+# entries in position order and stop at the limit, and each run is read through its
+# correlation's open entries (its WHERE repeats cqrs_outbox_open's predicate, so that
+# the index can serve it).  INDEXED BY pins those plans, whatever ANALYZE may later
+# tell SQLite's planner: read through cqrs_outbox_pending instead, one run of a
+# backlog of 20,000 entries took 2 ms, and a claim of 100 heads 200 ms.
 _HEADS: Final = f"""
-SELECT h.position, h.correlation_id FROM {OUTBOX_TABLE} AS h
+SELECT h.position, h.correlation_id FROM {OUTBOX_TABLE} AS h INDEXED BY cqrs_outbox_pending
 WHERE h.status = '{PENDING}'
   AND h.available_at <= ?
   AND (h.claimed_until IS NULL OR h.claimed_until < ?)
   AND NOT EXISTS (
-      SELECT 1 FROM {OUTBOX_TABLE} AS e
+      SELECT 1 FROM {OUTBOX_TABLE} AS e INDEXED BY cqrs_outbox_open
       WHERE e.correlation_id = h.correlation_id
         AND e.status <> '{DELIVERED}'
         AND e.position < h.position
@@ -107,8 +113,8 @@ ORDER BY h.position
 LIMIT ?
 """  # noqa: S608
 _RUN: Final = f"""
-SELECT position FROM {OUTBOX_TABLE}
-WHERE correlation_id = ? AND status = '{PENDING}' AND position >= ?
+SELECT position FROM {OUTBOX_TABLE} INDEXED BY cqrs_outbox_open
+WHERE correlation_id = ? AND status <> '{DELIVERED}' AND status = '{PENDING}' AND position >= ?
 ORDER BY position LIMIT ?
 """  # noqa: S608
 
