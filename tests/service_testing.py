@@ -1,20 +1,31 @@
 """Helpers for tests that run against the machine's services or a private one.
 
-``eventually`` waits for a condition; ``PrivateRedis`` is a redis-server on a free port
-that a fault test owns (it may stop it and start it again: its append-only file keeps
-the streams), so the machine's shared Redis is never stopped.
+``eventually`` waits for a condition; ``redis_keyspace`` is a test's own key prefix on
+the machine's Redis (reachable, or the test fails saying so; its keys deleted at the
+end); ``PrivateRedis`` is a redis-server on a free port that a fault test owns (it may
+stop it and start it again: its append-only file keeps the streams), so the machine's
+shared Redis is never stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+"""The machine's Redis (``scripts/test`` starts it)."""
 
 
 async def eventually(
@@ -35,6 +46,47 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def new_prefix(name: str) -> str:
+    """A Redis key prefix no other test (or test run) uses: ``name:pid:random:``."""
+    return f"{name}:{os.getpid()}:{secrets.token_hex(4)}:"
+
+
+async def delete_keys(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key under ``prefix`` (on a client of its own: the test may have
+    closed the one it used)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def redis_keyspace(
+    prefix: str, *, needed_by: str, url: str = REDIS_URL
+) -> AsyncIterator[aioredis.Redis]:
+    """A client of the Redis at ``url`` for a test that keeps its keys under
+    ``prefix``; they are deleted when the block ends.  An unreachable Redis fails the
+    test, naming ``needed_by`` and how to start it: a test never skips for it."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.ping()
+    except (OSError, aioredis.ConnectionError) as exc:
+        await client.aclose()
+        pytest.fail(
+            f"Redis is required by {needed_by} and is not reachable at {url} "
+            f"({type(exc).__name__}: {exc}); start it with scripts/services",
+            pytrace=False,
+        )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await delete_keys(prefix, url)
 
 
 def free_port() -> int:

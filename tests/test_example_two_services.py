@@ -14,9 +14,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from postgres_testing import PG_ADMIN_URL
+from service_testing import REDIS_URL
 
 RUN_SH = Path(__file__).resolve().parent.parent / "examples" / "two_services" / "run.sh"
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def run(**environment: str) -> subprocess.CompletedProcess[str]:

@@ -4,23 +4,19 @@ broker down for 10 s while commands are handled (Redis Streams, PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from outbox_testing import CODEC, AsyncpgBackend, Backend, OrderPlaced, create_schema
 
 from python_cqrs_core.outbox import OutboxRelay, TransactionalInbox
 from python_cqrs_core.transports.base import Delivery
 from python_cqrs_core.transports.redis import RedisTransport
-from service_testing import PrivateRedis, eventually
+from service_testing import REDIS_URL, PrivateRedis, eventually, new_prefix, redis_keyspace
 
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RELAY_PROCESS = Path(__file__).with_name("relay_process.py")
 
 
@@ -34,22 +30,9 @@ async def pg_backend(postgres_url: str) -> AsyncIterator[AsyncpgBackend]:
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     """A key prefix of this test alone on the machine's Redis, deleted afterwards."""
-    prefix = f"cqrs-outbox-test:{os.getpid()}:{secrets.token_hex(4)}:"
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.ConnectionError) as exc:
-        await client.aclose()
-        pytest.fail(
-            f"Redis is required by the outbox fault tests and is not reachable at {REDIS_URL} "
-            f"({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    prefix = new_prefix("cqrs-outbox-test")
+    async with redis_keyspace(prefix, needed_by="the outbox fault tests"):
+        yield prefix
 
 
 @pytest.fixture

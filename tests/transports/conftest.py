@@ -8,8 +8,6 @@ streams.  If Redis cannot be reached the tests *fail*, saying so; they never ski
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -18,9 +16,7 @@ from transport_testing import TransportFactory
 
 from python_cqrs_core.transports import MemoryTransport, Transport
 from python_cqrs_core.transports.redis import RedisTransport
-from service_testing import PrivateRedis, start_private_redis
-
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from service_testing import REDIS_URL, PrivateRedis, new_prefix, redis_keyspace, start_private_redis
 
 
 @pytest.fixture
@@ -31,35 +27,14 @@ def redis_url() -> str:
 @pytest.fixture
 def prefix() -> str:
     """A key prefix of this test alone."""
-    return f"cqrs-test:{os.getpid()}:{secrets.token_hex(4)}:"
-
-
-async def _delete_keys(url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    return new_prefix("cqrs-test")
 
 
 @pytest.fixture
 async def redis_client(redis_url: str, prefix: str) -> AsyncIterator[aioredis.Redis]:
     """A client of the machine's Redis; the test's keys are deleted afterwards."""
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        await client.ping()
-    except (OSError, aioredis.ConnectionError) as exc:
-        await client.aclose()
-        pytest.fail(
-            f"Redis is required by the transport tests and is not reachable at {redis_url} "
-            f"({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield client
-    await client.aclose()
-    await _delete_keys(redis_url, prefix)
+    async with redis_keyspace(prefix, needed_by="the transport tests", url=redis_url) as client:
+        yield client
 
 
 @pytest.fixture

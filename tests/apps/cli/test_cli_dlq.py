@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from cli_testing import cqrs
 
 from python_cqrs_core import BaseEvent, Mediator, MessageRegistry
@@ -23,8 +20,8 @@ from python_cqrs_core.codec import EnvelopeCodec
 from python_cqrs_core.store import MessageRecorder, open_store
 from python_cqrs_core.transports import Backoff, Consumer, MemoryTransport, Transport
 from python_cqrs_core.transports.redis import RedisTransport
+from service_testing import REDIS_URL, delete_keys, new_prefix
 
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DESTINATION = "orders.events"
 ESC = "\x1b"
 
@@ -89,7 +86,7 @@ def letters(
 ) -> Iterator[Any]:
     """``letters(groups=("stock",))``: dead letters on the test's transport."""
     made: list[DeadLetters] = []
-    prefix = f"cqrs-cli-dlq:{os.getpid()}:{secrets.token_hex(4)}:"
+    prefix = new_prefix("cqrs-cli-dlq")
 
     def make(groups: tuple[str, ...] = ("stock",)) -> DeadLetters:
         store_url = f"sqlite:///{tmp_path / f'cqrs-{len(made)}.db'}"
@@ -113,15 +110,7 @@ def letters(
 
     yield make
     if request.param == "redis":
-        asyncio.run(_delete_keys(prefix))
-
-
-async def _delete_keys(prefix: str) -> None:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+        asyncio.run(delete_keys(prefix))
 
 
 def listed(found: DeadLetters, *options: str) -> list[dict[str, Any]]:

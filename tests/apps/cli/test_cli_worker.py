@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -17,31 +16,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from worker_service import CODEC, DESTINATION, GROUP, OrderPlaced
 
 from python_cqrs_core.transports.redis import RedisTransport
+from service_testing import REDIS_URL, new_prefix, redis_keyspace
 
 HERE = Path(__file__).resolve().parent
 CQRS = str(Path(sys.executable).with_name("cqrs"))
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ORDERS = 300
 
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
     """A key prefix of the test's own on the machine's Redis; its keys go at the end."""
-    prefix = f"cqrs-cli-worker:{os.getpid()}:{secrets.token_hex(4)}:"
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.ConnectionError) as exc:
-        pytest.fail(f"Redis is required at {REDIS_URL}: {exc}", pytrace=False)
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    prefix = new_prefix("cqrs-cli-worker")
+    async with redis_keyspace(prefix, needed_by="the cqrs worker tests"):
+        yield prefix
 
 
 def start_worker(prefix: str, *options: str, delay: float = 0.05) -> subprocess.Popen[str]:

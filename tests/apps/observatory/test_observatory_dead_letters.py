@@ -4,8 +4,6 @@ operations; on the in-memory transport and on real Redis Streams."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from observatory_testing import PlaceOrder, running
 
@@ -16,6 +14,7 @@ from python_cqrs_core.codec import EnvelopeCodec
 from python_cqrs_core.registry import MessageRegistry
 from python_cqrs_core.store import MemoryStore
 from python_cqrs_core.transports import MemoryTransport, Transport
+from service_testing import REDIS_URL, new_prefix, redis_keyspace
 
 REASON = "<b>poisoned</b>: handler raised ValueError after 5 attempts"
 
@@ -64,24 +63,20 @@ async def test_dead_letters_of_the_memory_transport_are_shown():
 
 @pytest.mark.redis
 async def test_dead_letters_of_redis_streams_are_shown_from_a_transport_url():
-    prefix = f"obs-test-{secrets.token_hex(4)}:"
-    url = "redis://127.0.0.1:6379/0"
-    transport = open_transport(url, prefix=prefix)
-    try:
-        order = await dead_letter_one(transport, "orders.commands")
-        app = create_app(
-            MemoryStore(),
-            transport=open_transport(url, prefix=prefix),
-            dead_letter_destinations=["orders.commands"],
-        )
-        async with running(app) as client:
-            await check_shown(client, order, "orders.commands")
-    finally:
-        redis = transport.client  # type: ignore[attr-defined]
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
-        await transport.close()
+    prefix = new_prefix("obs-test")
+    async with redis_keyspace(prefix, needed_by="the Observatory's dead-letter test"):
+        transport = open_transport(REDIS_URL, prefix=prefix)
+        try:
+            order = await dead_letter_one(transport, "orders.commands")
+            app = create_app(
+                MemoryStore(),
+                transport=open_transport(REDIS_URL, prefix=prefix),
+                dead_letter_destinations=["orders.commands"],
+            )
+            async with running(app) as client:
+                await check_shown(client, order, "orders.commands")
+        finally:
+            await transport.close()
 
 
 async def test_an_unreachable_broker_is_said_not_fatal():

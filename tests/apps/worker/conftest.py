@@ -7,8 +7,6 @@ cannot be reached.  The test's keys are deleted at its end.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -16,8 +14,7 @@ import redis.asyncio as aioredis
 
 from python_cqrs_core.transports import MemoryTransport, Transport
 from python_cqrs_core.transports.redis import RedisTransport
-
-REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from service_testing import REDIS_URL, new_prefix, redis_keyspace
 
 TransportFactory = Callable[..., Transport]
 
@@ -25,27 +22,14 @@ TransportFactory = Callable[..., Transport]
 @pytest.fixture
 def prefix() -> str:
     """A Redis key prefix of this test alone."""
-    return f"cqrs-worker-test:{os.getpid()}:{secrets.token_hex(4)}:"
+    return new_prefix("cqrs-worker-test")
 
 
 @pytest.fixture
 async def redis_client(prefix: str) -> AsyncIterator[aioredis.Redis]:
     """A client of the machine's Redis; the test's keys are deleted afterwards."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.ConnectionError) as exc:
-        await client.aclose()
-        pytest.fail(
-            f"Redis is required by the worker tests and is not reachable at {REDIS_URL} "
-            f"({type(exc).__name__}: {exc}); start it with scripts/services",
-            pytrace=False,
-        )
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with redis_keyspace(prefix, needed_by="the worker tests") as client:
+        yield client
 
 
 @pytest.fixture
