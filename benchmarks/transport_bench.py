@@ -227,6 +227,32 @@ async def bare_pipelined_leg(
     return publish, stop
 
 
+async def start_consumer(
+    bus: Mediator, transport: RedisTransport, codec: EnvelopeCodec, sink: Sink, **guarantees: Any
+) -> Consumer:
+    """The legs' consumer of ``orders`` in the group ``bench``, running: ``bus`` hands
+    each event to ``sink``; ``guarantees`` are the inbox (and unit of work)."""
+
+    async def on_placed(event: OrderPlaced) -> None:
+        sink.handled(event.requested_at)
+
+    bus.subscribe(OrderPlaced, on_placed)
+    consumer = Consumer(
+        bus, transport, codec, "orders", "bench", name="c-1", batch_size=100, wait=0.1, **guarantees
+    )
+    await transport.ensure_group("orders", "bench")
+    consumer.start()
+    return consumer
+
+
+async def close_transport(transport: RedisTransport, prefix: str) -> None:
+    """Delete the leg's keys (everything under ``prefix``), then close ``transport``."""
+    keys = [key async for key in transport.client.scan_iter(match=f"{prefix}*", count=1000)]
+    for start in range(0, len(keys), 1000):
+        await transport.client.delete(*keys[start : start + 1000])
+    await transport.close()
+
+
 async def ours_leg(
     args: argparse.Namespace, stream: str, sink: Sink, *, store_url: str | None = None
 ) -> tuple[Publish, Callable[[], Awaitable[None]]]:
@@ -242,23 +268,9 @@ async def ours_leg(
         store = await open_store(store_url)
         recorder = MessageRecorder(store, service="bench").install(consumer_bus)
 
-    async def on_placed(event: OrderPlaced) -> None:
-        sink.handled(event.requested_at)
-
-    consumer_bus.subscribe(OrderPlaced, on_placed)
-    consumer = Consumer(
-        consumer_bus,
-        transport,
-        codec,
-        "orders",
-        "bench",
-        name="c-1",
-        inbox=RedisInbox(transport),
-        batch_size=100,
-        wait=0.1,
+    consumer = await start_consumer(
+        consumer_bus, transport, codec, sink, inbox=RedisInbox(transport)
     )
-    await transport.ensure_group("orders", "bench")
-    consumer.start()
 
     async def publish(n: int) -> None:
         await producer.publish(new_event(n))
@@ -268,10 +280,7 @@ async def ours_leg(
         if recorder is not None and store is not None:
             await recorder.close()
             await store.close()
-        keys = [key async for key in transport.client.scan_iter(match=f"{prefix}*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await transport.client.delete(*keys[start : start + 1000])
-        await transport.close()
+        await close_transport(transport, prefix)
 
     return publish, stop
 
@@ -331,24 +340,14 @@ async def outbox_leg(
     consumer_bus = Mediator()
     consumer_recorder = MessageRecorder(store, service="consumer").install(consumer_bus)
 
-    async def on_placed(event: OrderPlaced) -> None:
-        sink.handled(event.requested_at)
-
-    consumer_bus.subscribe(OrderPlaced, on_placed)
-    consumer = Consumer(
+    consumer = await start_consumer(
         consumer_bus,
         transport,
         codec,
-        "orders",
-        "bench",
-        name="c-1",
+        sink,
         inbox=TransactionalInbox(),
         unit_of_work=ConnectionUnitOfWork(consumer_pool),
-        batch_size=100,
-        wait=0.1,
     )
-    await transport.ensure_group("orders", "bench")
-    consumer.start()
 
     async def publish(n: int) -> None:
         async with producer_pool.acquire() as connection, connection_transaction(connection):
@@ -364,10 +363,7 @@ async def outbox_leg(
         await consumer_pool.close()
         await producer_pool.close()
         await store.close()
-        keys = [key async for key in transport.client.scan_iter(match=f"{stream}:*", count=1000)]
-        if keys:
-            await transport.client.delete(*keys)
-        await transport.close()
+        await close_transport(transport, stream + ":")
         await drop_database(args.postgres, database)
 
     return publish, stop
