@@ -74,6 +74,7 @@ from ...transports import (
     Transport,
     UnitOfWork,
 )
+from ...transports.consumer import CANCEL_WAIT
 from ...validation import validate_type_name
 
 __all__ = [
@@ -564,15 +565,16 @@ async def _finish(task: asyncio.Task[None], seconds: float) -> bool:
     """Wait up to ``seconds`` for ``task`` to end; cancel it after that.  True when it
     ended on its own.
 
-    The cancelled task is waited for one second more, not for ever: a cancellation
-    can be lost inside a driver (redis-py swallows one that arrives while a command
-    waits on its socket timeout), and a stop must not hang on it.
+    The cancelled task is waited for :data:`CANCEL_WAIT` seconds more, not for ever,
+    as :meth:`Consumer.stop` does: a cancellation can be lost inside a driver
+    (redis-py swallows one that arrives while a command waits on its socket timeout),
+    and a stop must not hang on it.
     """
     done, _ = await asyncio.wait({task}, timeout=max(seconds, 0.0))
     if done:
         return not task.cancelled()
     task.cancel()
-    await asyncio.wait({task}, timeout=1.0)
+    await asyncio.wait({task}, timeout=CANCEL_WAIT)
     return False
 
 
